@@ -1,0 +1,1 @@
+"""One module per `sandbox` command; see `sandbox/cli.py`."""

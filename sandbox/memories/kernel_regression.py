@@ -1,0 +1,188 @@
+"""The reference associative memory: Gaussian Nadaraya-Watson kernel regression (SPEC.md §1).
+
+    f(q) = Σ_i w_i(q) v_i,   w_i(q) = exp(-β‖q - k_i‖²) / Σ_j exp(-β‖q - k_j‖²)
+
+Written for a reader and for float64 ground truth: squared distances are formed from explicit
+differences (no ‖q‖² - 2q·k + ‖k‖² cancellation) and normalised with log-sum-exp, so the weights stay
+finite for any β > 0 and any key spread. Every fast path in the package is held to this file.
+
+`KernelMemory` is the base class of every registered memory: a variant states its `log_kernel` and
+inherits weights, retrieval, the causal sequence form and streaming; a fast path overrides `retrieve`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sandbox.registry import register_memory
+from sandbox.validation import check_positive, check_tensor
+
+
+def check_memory_args(queries, keys, values, beta, mask=None) -> torch.Size:
+    """Validate a retrieval call; return the broadcast batch shape `...`."""
+    check_tensor(queries, "queries", min_rank=2)
+    check_tensor(keys, "keys", min_rank=2)
+    if values is not None:
+        check_tensor(values, "values", min_rank=2)
+        if values.shape[-2] != keys.shape[-2]:
+            raise ValueError(
+                f"keys and values must hold the same number of pairs N, got keys {tuple(keys.shape)} "
+                f"(N={keys.shape[-2]}) and values {tuple(values.shape)} (N={values.shape[-2]})"
+            )
+    if keys.shape[-2] == 0:
+        raise ValueError(f"keys must hold at least one pair (N >= 1), got shape {tuple(keys.shape)}")
+    if queries.shape[-1] != keys.shape[-1]:
+        raise ValueError(
+            f"queries and keys must share the key dimension dk, got queries {tuple(queries.shape)} "
+            f"and keys {tuple(keys.shape)}"
+        )
+    tensors = [("queries", queries), ("keys", keys)] + ([("values", values)] if values is not None else [])
+    for name, t in tensors[1:]:
+        if t.dtype != queries.dtype:
+            raise TypeError(f"{name} must have the dtype of queries ({queries.dtype}), got {t.dtype}")
+        if t.device != queries.device:
+            raise ValueError(f"{name} must be on the device of queries ({queries.device}), got {t.device}")
+    try:
+        batch = torch.broadcast_shapes(*(t.shape[:-2] for _, t in tensors))
+    except RuntimeError:
+        shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in tensors)
+        raise ValueError(f"batch dimensions (all but the last two) must broadcast, got {shapes}") from None
+    check_positive(beta, "beta", allow_tensor=True)
+    if isinstance(beta, torch.Tensor):
+        try:
+            torch.broadcast_shapes(beta.shape, batch)
+        except RuntimeError:
+            raise ValueError(
+                f"beta must be a float or a tensor broadcastable to the batch dimensions {tuple(batch)}, "
+                f"got shape {tuple(beta.shape)}"
+            ) from None
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a bool tensor (True = may attend), got {type(mask).__name__}"
+                            + (f" of dtype {mask.dtype}" if isinstance(mask, torch.Tensor) else ""))
+        want = (*batch, queries.shape[-2], keys.shape[-2])
+        try:
+            if torch.broadcast_shapes(mask.shape, want) != torch.Size(want):
+                raise RuntimeError
+        except RuntimeError:
+            raise ValueError(f"mask must broadcast to (..., Tq, N) = {want}, got {tuple(mask.shape)}") from None
+    return batch
+
+
+def as_beta(beta, like: torch.Tensor):
+    """β as a float or as a tensor shaped to broadcast against (..., Tq, N) scores."""
+    if isinstance(beta, torch.Tensor):
+        return beta.to(dtype=like.dtype, device=like.device)[..., None, None]
+    return float(beta)
+
+
+def strict_past_mask(length: int, *, exclude_current: bool = True, device=None) -> torch.Tensor:
+    """(T, T) bool mask, True where query t may see key s: s < t (or s <= t)."""
+    return torch.ones(length, length, dtype=torch.bool, device=device).tril(-1 if exclude_current else 0)
+
+
+class KernelMemory:
+    """A kernel-smoothing associative memory. Subclasses state `log_kernel`; everything else follows.
+
+    `unit_sphere = True` declares a memory defined only for unit-norm keys and queries (a dot-product
+    fast path); the property suite then draws its inputs on the sphere.
+    """
+
+    unit_sphere: bool = False
+
+    def log_kernel(self, sq_dist: torch.Tensor, beta) -> torch.Tensor:
+        """log K(q, k) up to a per-query constant, from ‖q - k‖² (..., Tq, N). Gaussian by default."""
+        return -beta * sq_dist
+
+    def log_weights(self, queries, keys, beta, *, mask=None) -> torch.Tensor:
+        check_memory_args(queries, keys, None, beta, mask)
+        diff = queries[..., :, None, :] - keys[..., None, :, :]  # (..., Tq, N, dk)
+        logits = self.log_kernel(diff.pow(2).sum(-1), as_beta(beta, queries))  # (..., Tq, N)
+        if mask is not None:
+            logits = logits.masked_fill(~mask, float("-inf"))
+        # A row with no admissible key would give -inf - (-inf); normalise it against 0 instead so
+        # that its weights are exactly 0 and its gradient is 0, not NaN.
+        admissible = torch.isfinite(logits).any(-1, keepdim=True)  # (..., Tq, 1)
+        norm = torch.logsumexp(torch.where(admissible, logits, torch.zeros_like(logits)), -1, keepdim=True)
+        return logits - norm
+
+    def weights(self, queries, keys, beta, *, mask=None) -> torch.Tensor:
+        """(..., Tq, N) retrieval weights; rows sum to 1, or are all 0 where the mask admits no key."""
+        return self.log_weights(queries, keys, beta, mask=mask).exp()
+
+    def retrieve(self, queries, keys, values, beta, *, mask=None) -> torch.Tensor:
+        """(..., Tq, dv) outputs f(q) for queries (..., Tq, dk), keys (..., N, dk), values (..., N, dv)."""
+        check_memory_args(queries, keys, values, beta, mask)
+        return self.weights(queries, keys, beta, mask=mask) @ values
+
+    def causal(self, keys, values, beta, *, exclude_current: bool = True) -> torch.Tensor:
+        """Sequence form: the query at t is the key at t and sees pairs s < t (s <= t if not excluded)."""
+        check_tensor(keys, "keys", min_rank=2)
+        mask = strict_past_mask(keys.shape[-2], exclude_current=exclude_current, device=keys.device)
+        return self.retrieve(keys, keys, values, beta, mask=mask)
+
+    def stream(self, queries, beta) -> "OnlineRetrieval":
+        """An empty memory for fixed queries, filled pair by pair (or chunk by chunk) with `.store`."""
+        return OnlineRetrieval(self, queries, beta)
+
+
+class OnlineRetrieval:
+    """Streaming retrieval: pairs arrive in chunks, the outputs are kept as running log-sum-exp sums.
+
+    After storing chunks C_1..C_m, `.outputs()` equals `memory.retrieve(queries, cat(C), ...)`
+    (SPEC.md §1, claim 8) while holding only O(Tq · dv) state, whatever the number of pairs.
+    """
+
+    def __init__(self, memory: KernelMemory, queries: torch.Tensor, beta):
+        check_tensor(queries, "queries", min_rank=2)
+        check_positive(beta, "beta", allow_tensor=True)
+        self.memory, self.queries, self.beta = memory, queries, beta
+        self.max_logit = None  # (..., Tq, 1) running maximum of the log kernel
+        self.total = None  # (..., Tq, 1)  Σ exp(logit - max)
+        self.weighted = None  # (..., Tq, dv) Σ exp(logit - max) v
+
+    def store(self, keys: torch.Tensor, values: torch.Tensor) -> "OnlineRetrieval":
+        check_memory_args(self.queries, keys, values, self.beta)
+        diff = self.queries[..., :, None, :] - keys[..., None, :, :]  # (..., Tq, n, dk)
+        logits = self.memory.log_kernel(diff.pow(2).sum(-1), as_beta(self.beta, self.queries))
+        chunk_max = logits.amax(-1, keepdim=True)  # (..., Tq, 1)
+        if self.max_logit is None:
+            new_max, old_scale = chunk_max, None
+        else:
+            new_max = torch.maximum(self.max_logit, chunk_max)
+            old_scale = (self.max_logit - new_max).exp()
+        p = (logits - new_max).exp()  # (..., Tq, n)
+        total, weighted = p.sum(-1, keepdim=True), p @ values
+        if old_scale is not None:
+            total, weighted = total + old_scale * self.total, weighted + old_scale * self.weighted
+        self.max_logit, self.total, self.weighted = new_max, total, weighted
+        return self
+
+    def outputs(self) -> torch.Tensor:
+        if self.total is None:
+            raise ValueError("the memory is empty: store at least one (key, value) pair before querying")
+        return self.weighted / self.total
+
+
+@register_memory("gaussian")
+class GaussianMemory(KernelMemory):
+    """The reference: Gaussian kernel on the whole space, exp(-β‖q - k‖²)."""
+
+
+_REFERENCE = GaussianMemory()
+
+
+def kernel_weights(queries, keys, values, beta, *, mask=None) -> torch.Tensor:
+    """Gaussian retrieval weights (..., Tq, N); `values` (or None) is checked, not used."""
+    check_memory_args(queries, keys, values, beta, mask)
+    return _REFERENCE.weights(queries, keys, beta, mask=mask)
+
+
+def kernel_regression(queries, keys, values, beta, *, mask=None) -> torch.Tensor:
+    """Gaussian Nadaraya-Watson outputs (..., Tq, dv); a query with no admissible key gives zeros."""
+    return _REFERENCE.retrieve(queries, keys, values, beta, mask=mask)
+
+
+def causal_kernel_regression(keys, values, beta, exclude_current: bool = True) -> torch.Tensor:
+    """Sequence form over keys (..., T, dk), values (..., T, dv): query t sees s < t (or s <= t)."""
+    return _REFERENCE.causal(keys, values, beta, exclude_current=exclude_current)
