@@ -1,13 +1,15 @@
 """The one command-line entry point: `sandbox <command>` (also `python -m sandbox <command>`).
 
 Each command lives in its own module under `sandbox/commands/` with `add_arguments(parser)` and
-`run(args) -> int`; modules are imported only when their command runs, so `sandbox --help` is fast.
+`run(args) -> int`. Bad input (ValueError/TypeError) ends with a one-line error and exit
+status 2. Modules are imported only when their command runs, so `sandbox --help` is fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # command name -> (module, one-line help)
@@ -34,7 +36,13 @@ def main(argv: list[str] | None = None) -> int:
         sub = argparse.ArgumentParser(prog=f"sandbox {argv[0]}", description=COMMANDS[argv[0]][1])
         module.add_arguments(sub)
         args = sub.parse_args(argv[1:])
-        return int(module.run(args) or 0)
+        try:
+            return int(module.run(args) or 0)
+        except (ValueError, TypeError) as err:
+            if os.environ.get("SANDBOX_DEBUG"):
+                raise
+            print(f"sandbox {argv[0]}: error: {err}  (SANDBOX_DEBUG=1 shows the traceback)", file=sys.stderr)
+            return 2
     args = parser.parse_args(argv)  # --help, or an unknown command: argparse explains and exits
     parser.print_help()
     return 0

@@ -5,23 +5,21 @@
         def log_kernel(self, sq_dist, beta):
             return torch.log(torch.clamp(1 - beta * sq_dist, min=0))
 
-A registered memory is a `KernelMemory` subclass constructible without arguments. The property suite
-(`tests/property/`) runs every claim of SPEC.md §1 on every registered memory, so a new variant is
-tested as soon as it registers. Code outside the package plugs in with `get_memory("pkg.mod:Class")`
-(or `"pkg.mod.Class"`) without registering.
+A registered memory is a `KernelMemory` subclass constructible without arguments. Every module in
+`sandbox/memories/` is imported on the first lookup, so a file dropped there registers its memories;
+modules named in the environment variable SANDBOX_MEMORY_MODULES (comma-separated) are imported too.
+The property suite (`tests/property/`) runs every claim of SPEC.md §1 on every registered memory, so a
+new variant is tested as soon as it registers. Code outside the package can also be used without
+registering, by dotted path: `get_memory("pkg.mod:Class")` (or `"pkg.mod.Class"`).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import pkgutil
 
 _MEMORIES: dict[str, type] = {}
-# Modules whose import registers the built-in memories; imported on first lookup.
-_BUILTIN_MODULES = (
-    "sandbox.memories.kernel_regression",
-    "sandbox.memories.contextual",
-    "sandbox.memories.persistent",
-)
 
 
 def register_memory(name: str):
@@ -40,12 +38,13 @@ def register_memory(name: str):
 
 
 def _load_builtins() -> None:
-    for module in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:  # a real import error inside an existing module
-                raise
+    """Import every module of sandbox.memories and those named in SANDBOX_MEMORY_MODULES."""
+    import sandbox.memories as package
+
+    names = [f"{package.__name__}.{m.name}" for m in pkgutil.iter_modules(package.__path__)]
+    names += [m.strip() for m in os.environ.get("SANDBOX_MEMORY_MODULES", "").split(",") if m.strip()]
+    for module in names:
+        importlib.import_module(module)
 
 
 def list_memories() -> list[str]:

@@ -94,21 +94,25 @@ class KernelMemory:
         """log K(q, k) up to a per-query constant, from ‖q - k‖² (..., Tq, N). Gaussian by default."""
         return -beta * sq_dist
 
-    def log_weights(self, queries, keys, beta, *, mask=None) -> torch.Tensor:
+    def logits(self, queries, keys, beta, *, mask=None) -> torch.Tensor:
+        """(..., Tq, N) log-kernel values; -inf where the mask forbids a pair."""
         check_memory_args(queries, keys, None, beta, mask)
         diff = queries[..., :, None, :] - keys[..., None, :, :]  # (..., Tq, N, dk)
         logits = self.log_kernel(diff.pow(2).sum(-1), as_beta(beta, queries))  # (..., Tq, N)
-        if mask is not None:
-            logits = logits.masked_fill(~mask, float("-inf"))
-        # A row with no admissible key would give -inf - (-inf); normalise it against 0 instead so
-        # that its weights are exactly 0 and its gradient is 0, not NaN.
-        admissible = torch.isfinite(logits).any(-1, keepdim=True)  # (..., Tq, 1)
-        norm = torch.logsumexp(torch.where(admissible, logits, torch.zeros_like(logits)), -1, keepdim=True)
-        return logits - norm
+        return logits if mask is None else logits.masked_fill(~mask, float("-inf"))
 
     def weights(self, queries, keys, beta, *, mask=None) -> torch.Tensor:
-        """(..., Tq, N) retrieval weights; rows sum to 1, or are all 0 where the mask admits no key."""
-        return self.log_weights(queries, keys, beta, mask=mask).exp()
+        """(..., Tq, N) retrieval weights; rows sum to 1, or are all 0 where the mask admits no key.
+
+        Log-sum-exp in its softmax form: subtracting the row maximum makes every exponent <= 0 (no
+        overflow for any β or key spread) and dividing by the sum keeps Σw = 1 to within N·eps.
+        """
+        logits = self.logits(queries, keys, beta, mask=mask)
+        # A row with no admissible key is normalised against zeros instead, then zeroed: its weights
+        # are exactly 0 and its gradient is 0, never NaN.
+        admissible = torch.isfinite(logits).any(-1, keepdim=True)  # (..., Tq, 1)
+        weights = torch.softmax(torch.where(admissible, logits, torch.zeros_like(logits)), -1)
+        return torch.where(admissible, weights, torch.zeros_like(weights))
 
     def retrieve(self, queries, keys, values, beta, *, mask=None) -> torch.Tensor:
         """(..., Tq, dv) outputs f(q) for queries (..., Tq, dk), keys (..., N, dk), values (..., N, dv)."""

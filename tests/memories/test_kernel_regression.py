@@ -136,3 +136,39 @@ def test_nadaraya_watson_io_types_and_bandwidth():
 def test_nadaraya_watson_rejects_bad_input(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make()
+
+
+def test_registry_lookup_by_name_path_and_errors():
+    from sandbox.memories import GaussianMemory
+    from sandbox.registry import get_memory, list_memories, register_memory
+
+    assert "gaussian" in list_memories()
+    assert get_memory("gaussian") is GaussianMemory
+    assert get_memory("sandbox.memories.kernel_regression:GaussianMemory") is GaussianMemory
+    assert get_memory("sandbox.memories.kernel_regression.GaussianMemory") is GaussianMemory
+    with pytest.raises(ValueError, match="unknown memory 'nope'.*registered memories are"):
+        get_memory("nope")
+    with pytest.raises(TypeError, match="memory must be a name or a dotted path"):
+        get_memory(3)
+    with pytest.raises(ValueError, match="already registered"):
+        register_memory("gaussian")(type("Other", (GaussianMemory,), {}))
+    with pytest.raises(ValueError, match="must be a Python identifier"):
+        register_memory("not a name")
+
+
+def test_memory_modules_from_the_environment_register(tmp_path, monkeypatch):
+    (tmp_path / "my_kernels.py").write_text(
+        "from sandbox.memories import KernelMemory\n"
+        "from sandbox.registry import register_memory\n"
+        "@register_memory('test_env_variant')\n"
+        "class Variant(KernelMemory):\n"
+        "    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("SANDBOX_MEMORY_MODULES", "my_kernels")
+    from sandbox.registry import _MEMORIES, list_memories
+
+    try:
+        assert "test_env_variant" in list_memories()
+    finally:
+        _MEMORIES.pop("test_env_variant", None)

@@ -1,0 +1,194 @@
+"""The ten claims of SPEC.md §1, each a test, each run on every registered memory.
+
+A memory that registers itself (`sandbox.registry.register_memory`) is tested here without writing a
+test. Claims are checked in float64 with tolerances derived from the rounding of the logits (see
+`Draw.output_tol`), never with a blanket "close enough".
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from strategies import EPS, MEMORIES, Draw, log_uniform, memory, normalise, retrievals
+
+per_memory = pytest.mark.parametrize("name", MEMORIES)
+
+
+def retrieve(name: str, d: Draw, **changes) -> torch.Tensor:
+    args = dict(queries=d.queries, keys=d.keys, values=d.values, beta=d.beta) | changes
+    return memory(name).retrieve(args["queries"], args["keys"], args["values"], args["beta"])
+
+
+# 1. Weights are >= 0 and sum to 1, so every output coordinate lies between the values' min and max.
+@per_memory
+@given(data=st.data())
+def test_1_convex_combination(name, data):
+    m = memory(name)
+    d = data.draw(retrievals(m.unit_sphere))
+    weights = m.weights(d.queries, d.keys, d.beta)  # (..., Tq, N)
+    assert (weights >= 0).all()
+    n = d.keys.shape[-2]
+    torch.testing.assert_close(weights.sum(-1), torch.ones_like(weights[..., 0]), rtol=0, atol=16 * EPS * n)
+    out = retrieve(name, d)  # (..., Tq, dv)
+    slack = 16 * EPS * n * d.value_scale
+    assert (out >= d.values.amin(-2, keepdim=True) - slack).all()
+    assert (out <= d.values.amax(-2, keepdim=True) + slack).all()
+
+
+# 2. Permuting the stored pairs, or storing each pair twice, leaves f unchanged.
+@per_memory
+@given(data=st.data())
+def test_2_permutation_and_duplication(name, data):
+    d = data.draw(retrievals(memory(name).unit_sphere))
+    out = retrieve(name, d)
+    perm = torch.tensor(data.draw(st.permutations(range(d.keys.shape[-2]))))
+    permuted = retrieve(name, d, keys=d.keys[..., perm, :], values=d.values[..., perm, :])
+    doubled = retrieve(name, d, keys=torch.cat([d.keys, d.keys], -2), values=torch.cat([d.values, d.values], -2))
+    torch.testing.assert_close(permuted, out, rtol=0, atol=d.output_tol())
+    torch.testing.assert_close(doubled, out, rtol=0, atol=d.output_tol())
+
+
+# 3. Constant values give that constant; f(a·v + b) = a·f(v) + b.
+@per_memory
+@given(data=st.data(), a=st.floats(-1e3, 1e3), b=st.floats(-1e3, 1e3))
+def test_3_constants_and_affine_in_values(name, data, a, b):
+    d = data.draw(retrievals(memory(name).unit_sphere))
+    constant = torch.full_like(d.values, b)
+    torch.testing.assert_close(retrieve(name, d, values=constant), torch.full_like(retrieve(name, d), b),
+                               rtol=0, atol=1e-13 * (1 + abs(b)) * d.keys.shape[-2])
+    out, affine = retrieve(name, d), retrieve(name, d, values=a * d.values + b)
+    torch.testing.assert_close(affine, a * out + b, rtol=0, atol=(abs(a) + abs(b) + 1) * d.output_tol())
+
+
+# 4. Translating keys and query by one vector leaves the weights unchanged (whole-space memories);
+#    a rotation does too, and is the form of the claim that stays on the unit sphere.
+@per_memory
+@given(data=st.data())
+def test_4_translation_and_rotation_invariance(name, data):
+    m = memory(name)
+    d = data.draw(retrievals(m.unit_sphere))
+    dk = d.keys.shape[-1]
+    gen = torch.Generator().manual_seed(data.draw(st.integers(0, 2**32 - 1)))
+    rotation, _ = torch.linalg.qr(torch.randn(dk, dk, generator=gen, dtype=torch.float64))  # (dk, dk)
+    moves = {"rotation": (lambda x: x @ rotation)}
+    if not m.unit_sphere:
+        shift = torch.randn(dk, generator=gen, dtype=torch.float64) * d.spread  # (dk,)
+        moves["translation"] = lambda x: x + shift
+    weights, out = m.weights(d.queries, d.keys, d.beta), retrieve(name, d)
+    for move in moves.values():
+        moved_keys, moved_queries = move(d.keys), move(d.queries)
+        torch.testing.assert_close(m.weights(moved_queries, moved_keys, d.beta), weights,
+                                   rtol=0, atol=4 * d.output_tol() / d.value_scale)
+        torch.testing.assert_close(retrieve(name, d, queries=moved_queries, keys=moved_keys), out,
+                                   rtol=0, atol=4 * d.output_tol())
+
+
+# 5. β -> 0 gives the mean of the values; β -> ∞ the value of the nearest key (mean over ties).
+@per_memory
+@given(data=st.data())
+def test_5_bandwidth_limits(name, data):
+    d = data.draw(retrievals(memory(name).unit_sphere, tensor_beta=False))
+    sq_dist = (d.queries[..., :, None, :] - d.keys[..., None, :, :]).pow(2).sum(-1)  # (..., Tq, N)
+    tiny = 1e-14 / max(d.max_sq_dist, 1e-300)
+    mean = d.values.mean(-2, keepdim=True).expand(*d.queries.shape[:-1], d.values.shape[-1])
+    torch.testing.assert_close(retrieve(name, d, beta=tiny), mean, rtol=0, atol=1e-12 * d.value_scale)
+
+    nearest = sq_dist == sq_dist.amin(-1, keepdim=True)  # (..., Tq, N) exact ties only
+    gap = torch.where(nearest, torch.inf, sq_dist - sq_dist.amin(-1, keepdim=True)).amin()
+    assume(not torch.isfinite(gap) or gap > 1e-9 * max(d.max_sq_dist, 1e-300))  # no near-ties
+    huge = 60.0 / float(gap) if torch.isfinite(gap) else 1.0  # others weigh at most N·e^-60
+    expected = (nearest.double() @ d.values) / nearest.sum(-1, keepdim=True)
+    torch.testing.assert_close(retrieve(name, d, beta=huge), expected, rtol=0, atol=1e-12 * d.value_scale * d.keys.shape[-2])
+
+
+# 6. For unit-norm keys and queries the Gaussian weights are softmax(2β q·k): dot-product attention.
+@per_memory
+@given(data=st.data())
+def test_6_unit_norm_keys_give_softmax_attention(name, data):
+    d = data.draw(retrievals(unit_sphere=True))
+    beta = d.beta[..., None, None] if isinstance(d.beta, torch.Tensor) else d.beta
+    attention = torch.softmax(2 * beta * d.queries @ d.keys.transpose(-1, -2), -1)  # (..., Tq, N)
+    torch.testing.assert_close(retrieve(name, d), attention @ d.values, rtol=0, atol=d.output_tol())
+
+
+# 7. Gradients w.r.t. queries, keys, values and β pass gradcheck in float64.
+@per_memory
+@given(data=st.data(), masked=st.booleans())
+@settings(max_examples=15)
+def test_7_gradcheck(name, data, masked):
+    d = data.draw(retrievals(memory(name).unit_sphere, beta_range=(-1, 0.5), max_pairs=4, tensor_beta=False))
+    # Keys at unit spread and β·‖q - k‖² moderate: finite differences need a function smooth at their scale.
+    beta = torch.tensor(d.beta, dtype=torch.float64, requires_grad=True)
+    mask = None
+    if masked:
+        gen = torch.Generator().manual_seed(data.draw(st.integers(0, 2**32 - 1)))
+        mask = torch.rand(*d.queries.shape[:-1], d.keys.shape[-2], generator=gen) < 0.7
+    queries, keys = d.queries / d.spread, d.keys / d.spread
+    inputs = [t.clone().requires_grad_() for t in (queries, keys, d.values)] + [beta]
+    m = memory(name)
+    assert torch.autograd.gradcheck(lambda q, k, v, b: m.retrieve(q, k, v, b, mask=mask), inputs,
+                                    eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+# 8. Storing pairs one at a time (or in chunks) and querying equals the batch form.
+@per_memory
+@given(data=st.data())
+def test_8_streaming_equals_batch(name, data):
+    m = memory(name)
+    d = data.draw(retrievals(m.unit_sphere))
+    stream = m.stream(d.queries, d.beta)
+    n, start = d.keys.shape[-2], 0
+    while start < n:
+        size = data.draw(st.integers(1, n - start))
+        stream.store(d.keys[..., start:start + size, :], d.values[..., start:start + size, :])
+        start += size
+    torch.testing.assert_close(stream.outputs(), retrieve(name, d), rtol=0, atol=d.output_tol())
+
+
+# 9. In the sequence form the output at t depends on no input after t (and, excluding the current
+#    step, not on the value at t); it equals retrieval from the prefix alone; y_1 = 0.
+@per_memory
+@given(data=st.data(), exclude_current=st.booleans())
+@settings(max_examples=20)
+def test_9_causality(name, data, exclude_current):
+    m = memory(name)
+    d = data.draw(retrievals(m.unit_sphere, max_pairs=6, tensor_beta=False))
+    keys, values = d.keys.clone().requires_grad_(), d.values.clone().requires_grad_()
+    out = m.causal(keys, values, d.beta, exclude_current=exclude_current)  # (..., T, dv)
+    T = keys.shape[-2]
+    for t in range(T):
+        grad_k, grad_v = torch.autograd.grad(out[..., t, :].sum(), (keys, values), retain_graph=True)
+        assert torch.count_nonzero(grad_k[..., t + 1:, :]) == 0
+        last_seen = t if exclude_current else t + 1
+        assert torch.count_nonzero(grad_v[..., last_seen:, :]) == 0
+        if last_seen == 0:
+            assert torch.count_nonzero(out[..., t, :]) == 0
+        else:
+            prefix = m.retrieve(d.keys[..., t:t + 1, :], d.keys[..., :last_seen, :], d.values[..., :last_seen, :], d.beta)
+            torch.testing.assert_close(out[..., t:t + 1, :].detach(), prefix, rtol=0, atol=d.output_tol())
+
+
+# 10. Consistency: on y = g(x) + noise the error to g shrinks as n grows with β = β₀ n^{2/(p+4)}.
+@per_memory
+@given(seed=st.integers(0, 2**32 - 1), frequency=st.floats(0.5, 1.5), noise=st.floats(0.05, 0.3))
+@settings(max_examples=8)
+def test_10_consistency(name, seed, frequency, noise):
+    m = memory(name)
+    gen = torch.Generator().manual_seed(seed)
+    g = lambda x: torch.sin(2 * math.pi * frequency * x)  # noqa: E731
+    embed = (lambda x: torch.stack([torch.cos(x), torch.sin(x)], -1)) if m.unit_sphere else (lambda x: x[:, None])
+    grid = torch.linspace(0.1, 0.9, 200, dtype=torch.float64)  # interior: no boundary bias
+    errors = []
+    for n in (50, 800, 12800):
+        x = torch.rand(n, generator=gen, dtype=torch.float64)
+        y = g(x) + noise * torch.randn(n, generator=gen, dtype=torch.float64)
+        beta = 20.0 * n ** (2 / (1 + 4))  # p = 1
+        fit = m.retrieve(embed(grid), embed(x), y[:, None], beta)[:, 0]
+        errors.append(float((fit - g(grid)).pow(2).mean()))
+    # The squared error falls like n^{-4/5}: a factor ~9 per 16× more data; ask for a factor 1.5.
+    assert errors[1] < errors[0] / 1.5 and errors[2] < errors[1] / 1.5, errors
