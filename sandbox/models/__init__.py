@@ -1,0 +1,169 @@
+"""Models by name: each has a typed config (validated on creation) whose `build` makes the module.
+
+    model = MODELS["mosaic"](d=128, layers=2).build(vocab_size=65)
+
+`build` takes the data's shape: `vocab_size` for token tasks (inputs (B, T) ids -> logits (B, T, V)),
+or `input_dim`/`output_dim` for continuous ones ((B, T, input_dim) -> (B, T, output_dim)); `max_len`
+bounds the sequence length where a model needs it (GPT's learned positions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from sandbox.models.gpt import GPT
+from sandbox.models.mosaic import ContextualLayer, MemoryMosaic
+from sandbox.validation import check_choice, check_fraction, check_int, check_positive
+
+MODELS: dict[str, type] = {}
+
+
+def register_model(name: str):
+    def decorate(cls):
+        MODELS[name] = cls
+        cls.name = name
+        return cls
+
+    return decorate
+
+
+def _data_shape(name, vocab_size, input_dim, output_dim, *, tokens_ok=True):
+    if vocab_size is not None:
+        if not tokens_ok:
+            raise ValueError(f"model {name!r} reads continuous observations, not tokens (got vocab_size)")
+        check_int(vocab_size, "vocab_size", low=1)
+        return dict(vocab_size=vocab_size)
+    if input_dim is None or output_dim is None:
+        raise ValueError(f"model {name!r} needs vocab_size (tokens) or input_dim and output_dim (continuous)")
+    return dict(input_dim=check_int(input_dim, "input_dim", low=1), output_dim=check_int(output_dim, "output_dim", low=1))
+
+
+def _check_beta(beta):
+    return None if beta is None else check_positive(beta, "beta")
+
+
+@register_model("mosaic")
+@dataclass
+class MosaicConfig:
+    """A Memory Mosaic. persistent_slots None means N = 3.5·d (parameter parity with GPT); 0 means none.
+    beta/gamma None are learned per unit; a number fixes them. memory is the retrieval rule by registry
+    name or dotted path; path "reference" runs the slow definition (for checking)."""
+
+    d: int = 128
+    layers: int = 2
+    units: int = 8
+    persistent_slots: int | None = None
+    leak: bool = True
+    normalise: bool = True
+    beta: float | None = None
+    gamma: float | None = None
+    complex_maps: bool = False
+    dropout: float = 0.0
+    memory: str = "gaussian_sphere"
+    path: str = "fast"
+
+    def __post_init__(self):
+        check_int(self.d, "d", low=1)
+        check_int(self.layers, "layers", low=1)
+        check_int(self.units, "units", low=1, high=self.d)
+        if self.d % self.units:
+            raise ValueError(f"d ({self.d}) must be divisible by units ({self.units})")
+        if self.complex_maps and (self.d // self.units) % 2:
+            raise ValueError(f"complex_maps needs an even unit width d/units, got {self.d // self.units}")
+        if self.persistent_slots is not None:
+            check_int(self.persistent_slots, "persistent_slots", low=0)
+        _check_beta(self.beta)
+        if self.gamma is not None:
+            check_fraction(self.gamma, "gamma")
+        check_fraction(self.dropout, "dropout", open_high=True)
+        check_choice(self.path, "path", {"fast", "reference"})
+        from sandbox.registry import get_memory
+
+        get_memory(self.memory)  # fail now, not at build time
+
+    @property
+    def slots(self) -> int:
+        return round(3.5 * self.d) if self.persistent_slots is None else self.persistent_slots
+
+    def build(self, *, vocab_size=None, input_dim=None, output_dim=None, max_len=None) -> nn.Module:
+        return MemoryMosaic(d=self.d, layers=self.layers, units=self.units, slots=self.slots,
+                            dropout=self.dropout, path=self.path, leak=self.leak, normalise=self.normalise,
+                            beta=self.beta, gamma=self.gamma, complex_maps=self.complex_maps, memory=self.memory,
+                            **_data_shape("mosaic", vocab_size, input_dim, output_dim))
+
+
+@register_model("gpt")
+@dataclass
+class GPTConfig:
+    """A pre-norm GPT-2. max_len None takes the task's sequence length at build time."""
+
+    d: int = 128
+    layers: int = 2
+    heads: int = 8
+    max_len: int | None = None
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        check_int(self.d, "d", low=1)
+        check_int(self.layers, "layers", low=1)
+        check_int(self.heads, "heads", low=1, high=self.d)
+        if self.d % self.heads:
+            raise ValueError(f"d ({self.d}) must be divisible by heads ({self.heads})")
+        if self.max_len is not None:
+            check_int(self.max_len, "max_len", low=1)
+        check_fraction(self.dropout, "dropout", open_high=True)
+
+    def build(self, *, vocab_size=None, input_dim=None, output_dim=None, max_len=None) -> nn.Module:
+        length = self.max_len or max_len
+        if length is None:
+            raise ValueError("GPT needs max_len (from the config or the task's sequence length)")
+        return GPT(d=self.d, layers=self.layers, heads=self.heads, max_len=length, dropout=self.dropout,
+                   **_data_shape("gpt", vocab_size, input_dim, output_dim))
+
+
+@register_model("contextual_layer")
+@dataclass
+class ContextualLayerConfig:
+    """One contextual memory on raw observations (three-moons model, SPEC.md §5.1): by default keys
+    W_φ x_t (no leaky average), values W_ψ x_{t+1}, no normalisation, fixed β = 50, complex maps."""
+
+    units: int = 3
+    leak: bool = False
+    normalise: bool = False
+    beta: float | None = 50.0
+    gamma: float | None = 0.0
+    complex_maps: bool = True
+    memory: str = "gaussian_sphere"
+    path: str = "fast"
+
+    def __post_init__(self):
+        check_int(self.units, "units", low=1)
+        _check_beta(self.beta)
+        if self.gamma is not None:
+            check_fraction(self.gamma, "gamma")
+        check_choice(self.path, "path", {"fast", "reference"})
+
+    def build(self, *, vocab_size=None, input_dim=None, output_dim=None, max_len=None) -> nn.Module:
+        shape = _data_shape("contextual_layer", vocab_size, input_dim, output_dim, tokens_ok=False)
+        if shape["input_dim"] % self.units or (self.complex_maps and (shape["input_dim"] // self.units) % 2):
+            raise ValueError(f"input_dim ({shape['input_dim']}) must split into {self.units} units"
+                             + (" of even width (complex_maps)" if self.complex_maps else ""))
+        return ContextualLayer(units=self.units, path=self.path, leak=self.leak, normalise=self.normalise,
+                               beta=self.beta, gamma=self.gamma, complex_maps=self.complex_maps,
+                               memory=self.memory, **shape)
+
+
+def build_model(config, *, vocab_size=None, input_dim=None, output_dim=None, max_len=None) -> nn.Module:
+    return config.build(vocab_size=vocab_size, input_dim=input_dim, output_dim=output_dim, max_len=max_len)
+
+
+def num_parameters(model: nn.Module, *, embeddings: bool = True) -> int:
+    """Trainable parameter count; embeddings=False leaves out token and position embeddings/read-in/out."""
+    skip = set() if embeddings else {"read_in", "read_out", "positions"}
+    return sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and n.split(".")[0] not in skip)
+
+
+__all__ = ["GPT", "GPTConfig", "MODELS", "ContextualLayer", "ContextualLayerConfig", "MemoryMosaic",
+           "MosaicConfig", "build_model", "num_parameters", "register_model"]
