@@ -1,0 +1,231 @@
+"""Run configuration: typed dataclasses, dotted command-line overrides, JSON round trip.
+
+    sandbox train task=bigram model=mosaic model.d=128 train.steps=500 seed=1
+
+`task=NAME` and `model=NAME` pick a registered task or model config (each validates itself);
+`task.FIELD=VALUE`, `model.FIELD=VALUE`, `train.FIELD=VALUE` and top-level `seed=`, `name=` set fields.
+Values are parsed by the field's annotated type. Unknown keys and out-of-range values are errors that
+name the dotted key. A run saves its resolved config as JSON; `RunConfig.from_dict` reads it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox.validation import check_choice, check_fraction, check_int, check_positive
+
+
+@dataclass
+class TrainConfig:
+    """How to train: optimiser, schedule, clipping, evaluation, checkpoints, device."""
+
+    steps: int = 1000
+    batch_size: int = 32
+    optimizer: str = "adamw"  # "adamw" or "sgd" (with momentum)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+    schedule: str = "cosine"  # after warm-up: "cosine", "linear" or "constant"
+    warmup_steps: int = 0
+    final_lr_fraction: float = 0.1  # the schedule ends at lr · final_lr_fraction
+    grad_clip: float = 0.0  # max global gradient norm; 0 = off
+    log_every: int = 10
+    eval_every: int = 100  # 0 = only at the end
+    eval_batches: int = 4
+    checkpoint_every: int = 0  # 0 = only at the end
+    amp: bool = False  # bfloat16 autocast, CUDA only
+    compile: bool = False
+    deterministic: bool = False
+    device: str = "auto"  # "auto" (cuda, then mps, then cpu) or a torch device string
+
+    def __post_init__(self):
+        check_int(self.steps, "steps", low=1)
+        check_int(self.batch_size, "batch_size", low=1)
+        check_choice(self.optimizer, "optimizer", {"adamw", "sgd"})
+        check_positive(self.lr, "lr")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if len(self.betas) != 2:
+            raise ValueError(f"betas must be two numbers, got {self.betas}")
+        for b in self.betas:
+            check_fraction(b, "betas", open_high=True)
+        check_fraction(self.momentum, "momentum", open_high=True)
+        check_choice(self.schedule, "schedule", {"cosine", "linear", "constant"})
+        check_int(self.warmup_steps, "warmup_steps", low=0, high=self.steps)
+        check_fraction(self.final_lr_fraction, "final_lr_fraction")
+        if not self.grad_clip >= 0:
+            raise ValueError(f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        check_int(self.log_every, "log_every", low=1)
+        check_int(self.eval_every, "eval_every", low=0)
+        check_int(self.eval_batches, "eval_batches", low=1)
+        check_int(self.checkpoint_every, "checkpoint_every", low=0)
+        if not isinstance(self.device, str) or not self.device:
+            raise TypeError(f"device must be a device name such as 'auto', 'cpu' or 'cuda:0', got {self.device!r}")
+
+
+@dataclass
+class RunConfig:
+    """One run: a task config, a model config, the training config, the seed and where results go."""
+
+    task: typing.Any = None
+    model: typing.Any = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    out: str = "runs"
+    name: str = ""  # run directory name under `out`; empty = task-model-seed
+
+    def __post_init__(self):
+        check_int(self.seed, "seed", low=0)
+        if self.task is None:
+            self.task = _lookup("task", "three_moons")()
+        if self.model is None:
+            self.model = _lookup("model", "mosaic")()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) / (self.name or f"{self.task.name}-{self.model.name}-seed{self.seed}")
+
+    def to_dict(self) -> dict:
+        return {
+            "task": {"name": self.task.name, **_fields(self.task)},
+            "model": {"name": self.model.name, **_fields(self.model)},
+            "train": _fields(self.train),
+            "seed": self.seed, "out": self.out, "name": self.name,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        data = dict(data)
+        overrides = []
+        for group in ("task", "model"):
+            section = dict(data.pop(group, {}))
+            if "name" in section:
+                overrides.append(f"{group}={section.pop('name')}")
+            overrides += [f"{group}.{k}={_format(v)}" for k, v in section.items()]
+        overrides += [f"train.{k}={_format(v)}" for k, v in data.pop("train", {}).items()]
+        overrides += [f"{k}={_format(v)}" for k, v in data.items()]
+        return parse_overrides(overrides)
+
+    def save(self, path) -> Path:
+        from sandbox.io import write_json
+
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path) -> "RunConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _lookup(group: str, name: str) -> type:
+    if group == "task":
+        from tasks import get_task
+
+        return get_task(name)
+    from sandbox.models import MODELS
+
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; registered models are {sorted(MODELS)}")
+    return MODELS[name]
+
+
+def _fields(obj) -> dict:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
+
+
+def _format(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(_format(v) for v in value)
+    if value is None:
+        return "none"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def parse_value(text: str, kind, key: str):
+    """Parse `text` as the annotated type `kind` (int, float, bool, str, X | None, tuple[...])."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() in ("none", "null") and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)] or [str]
+        return parse_value(text, inner, key)
+    if origin is tuple:
+        parts = [p for p in text.split(",") if p.strip()] if text.strip() else []
+        inner = args[0] if args else str
+        return tuple(parse_value(p.strip(), inner, key) for p in parts)
+    if kind is bool:
+        if text.lower() in ("true", "1", "yes", "on"):
+            return True
+        if text.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(f"{key}: expected true or false, got {text!r}")
+    if kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"{key}: expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+    if kind is typing.Any:
+        return text
+    return text
+
+
+def _replace(obj, key: str, changes: dict):
+    """dataclasses.replace with the config's own validation, errors prefixed with the dotted key."""
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj) if f.init]
+    parsed = {}
+    for name, text in changes.items():
+        if name not in names:
+            raise ValueError(f"unknown key '{key}.{name}'; valid keys for {key} ({getattr(obj, 'name', key)}) "
+                             f"are: {', '.join(names)}")
+        parsed[name] = parse_value(text, hints[name], f"{key}.{name}")
+    try:
+        return dataclasses.replace(obj, **parsed)
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"{key}: {err}") from None
+
+
+def parse_overrides(overrides: list[str], base: RunConfig | None = None) -> RunConfig:
+    """Apply `key=value` overrides to `base` (default: the defaults) and return a validated RunConfig."""
+    base = base or RunConfig()
+    pairs = []
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key=value, e.g. model.d=128")
+        key, value = item.split("=", 1)
+        pairs.append((key.strip(), value.strip()))
+    task, model = base.task, base.model
+    for key, value in pairs:  # selections first, so field overrides apply to the chosen config
+        if key == "task" and value != task.name:
+            task = _lookup("task", value)()
+        elif key == "model" and value != model.name:
+            model = _lookup("model", value)()
+    groups = {"task": {}, "model": {}, "train": {}}
+    top = {}
+    for key, value in pairs:
+        if key in ("task", "model"):
+            continue
+        group, dot, name = key.partition(".")
+        if dot and group in groups:
+            groups[group][name] = value
+        elif not dot:
+            top[key] = value
+        else:
+            raise ValueError(f"unknown key {key!r}; keys are task=, model=, task.FIELD=, model.FIELD=, "
+                             f"train.FIELD=, seed=, out=, name=")
+    task = _replace(task, "task", groups["task"])
+    model = _replace(model, "model", groups["model"])
+    train = _replace(base.train, "train", groups["train"])
+    run = dataclasses.replace(base, task=task, model=model, train=train)
+    top_level = {"seed", "out", "name"}
+    unknown = set(top) - top_level
+    if unknown:
+        raise ValueError(f"unknown key {sorted(unknown)[0]!r}; top-level keys are {sorted(top_level)} "
+                         "(others go under task., model. or train.)")
+    hints = typing.get_type_hints(RunConfig)
+    return dataclasses.replace(run, **{k: parse_value(v, hints[k], k) for k, v in top.items()})
