@@ -186,13 +186,16 @@ def test_10_consistency(name, seed, frequency, noise):
     gen = torch.Generator().manual_seed(seed)
     g = lambda x: torch.sin(2 * math.pi * frequency * x)  # noqa: E731
     embed = (lambda x: torch.stack([torch.cos(x), torch.sin(x)], -1)) if m.unit_sphere else (lambda x: x[:, None])
-    grid = torch.linspace(0.1, 0.9, 200, dtype=torch.float64)  # interior: no boundary bias
+    grid = torch.linspace(0.1, 0.9, 64, dtype=torch.float64)  # interior: no boundary bias
     errors = []
-    for n in (50, 800, 12800):
-        x = torch.rand(n, generator=gen, dtype=torch.float64)
-        y = g(x) + noise * torch.randn(n, generator=gen, dtype=torch.float64)
+    for n in (64, 512, 4096):
         beta = 20.0 * n ** (2 / (1 + 4))  # p = 1
-        fit = m.retrieve(embed(grid), embed(x), y[:, None], beta)[:, 0]
-        errors.append(float((fit - g(grid)).pow(2).mean()))
-    # The squared error falls like n^{-4/5}: a factor ~9 per 16× more data; ask for a factor 1.5.
+        replicates = []
+        for _ in range(6):  # average independent data sets: the claim is about the expected error
+            x = torch.rand(n, generator=gen, dtype=torch.float64)
+            y = g(x) + noise * torch.randn(n, generator=gen, dtype=torch.float64)
+            fit = m.retrieve(embed(grid), embed(x), y[:, None], beta)[:, 0]
+            replicates.append(float((fit - g(grid)).pow(2).mean()))
+        errors.append(sum(replicates) / len(replicates))
+    # The squared error falls like n^{-4/5}: a factor ~5 per 8× more data; ask for a factor 1.5.
     assert errors[1] < errors[0] / 1.5 and errors[2] < errors[1] / 1.5, errors
