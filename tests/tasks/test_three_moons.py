@@ -1,0 +1,100 @@
+"""Three moons: the period sets and dt recomputed from the definition; observations; streams."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tasks.three_moons import ThreeMoonsConfig, combined_period, select_period_sets
+
+SPEC_TRAIN = [(0.5, 1, 2), (0.5, 1, 1.5), (0.5, 1, 3), (0.5, 1.5, 3), (1, 1.5, 3), (0.5, 1, 2.5), (1, 1.5, 2), (0.5, 1.5, 2)]
+
+
+def test_period_sets_follow_the_specification():
+    train, val = select_period_sets(3)
+    assert sorted(train) == sorted(tuple(float(p) for p in t) for t in SPEC_TRAIN)
+    assert val == (1.0, 2.0, 3.0)
+    # Recomputed from the definition: 35 triples, the 9 smallest combined periods, ties at 6.
+    import itertools
+    triples = list(itertools.combinations([p / 2 for p in range(1, 8)], 3))
+    assert len(triples) == 35
+    periods = sorted(combined_period(t) for t in triples)
+    assert periods[5] < 6 == periods[6] == periods[10] < periods[11]
+    assert max(combined_period(t) for t in [*train, val]) == 6.0
+
+
+def test_dt_and_periods_in_steps():
+    task = ThreeMoonsConfig().build(0)
+    info = task.describe()
+    assert task.dt == pytest.approx(0.0225)
+    assert info["val_periods_in_steps"] == pytest.approx([44.444, 88.889, 133.333], abs=1e-3)
+    assert info["val_combined_period_in_steps"] == pytest.approx(266.667, abs=1e-3)
+    assert combined_period((0.5, 1.5, 2.5)) == 7.5
+
+
+@given(seed=st.integers(0, 2**31), index=st.integers(0, 10**6))
+def test_observations_are_unit_circles_and_targets_are_the_next_step(seed, index):
+    task = ThreeMoonsConfig(length=50).build(seed)
+    batch = task.batch("train", index, 3)
+    assert batch.inputs.shape == batch.targets.shape == (3, 50, 6)
+    norms = batch.inputs.unflatten(-1, (3, 2)).norm(dim=-1)
+    torch.testing.assert_close(norms, torch.ones_like(norms), rtol=0, atol=1e-5)
+    torch.testing.assert_close(batch.inputs[:, 1:], batch.targets[:, :-1])
+    # Each moon is periodic with its own period: the angle advances by 2π·dt/p per step.
+    angle = torch.atan2(batch.inputs[..., 0::2], batch.inputs[..., 1::2]).double()  # (B, T, 3)
+    step = torch.remainder(angle[:, 1] - angle[:, 0], 2 * math.pi)
+    expected = torch.remainder(2 * math.pi * task.dt / batch.extras["periods"].double(), 2 * math.pi)
+    torch.testing.assert_close(step, expected, rtol=0, atol=1e-4)
+
+
+def test_splits_use_their_period_sets_and_streams_are_pure():
+    task = ThreeMoonsConfig(length=10).build(0)
+    val = task.batch("val", 0, 8)
+    assert (val.extras["periods"] == torch.tensor([1.0, 2.0, 3.0])).all()
+    train = task.batch("train", 0, 256)
+    seen = {tuple(p.tolist()) for p in train.extras["periods"]}
+    assert (1.0, 2.0, 3.0) not in seen and len(seen) == 8
+    assert torch.equal(task.batch("train", 3, 4).inputs, task.batch("train", 3, 4).inputs)
+    assert not torch.equal(task.batch("train", 3, 4).inputs, task.batch("train", 4, 4).inputs)
+    assert not torch.equal(task.batch("val", 3, 4).inputs, task.batch("test", 3, 4).inputs)
+    assert not torch.equal(task.batch("train", 3, 4).inputs, ThreeMoonsConfig(length=10).build(1).batch("train", 3, 4).inputs)
+
+
+def test_options_noise_mixing_planet_and_custom_periods():
+    clean = ThreeMoonsConfig(length=20).build(0).batch("train", 0, 2)
+    noisy = ThreeMoonsConfig(length=20, noise=0.1).build(0).batch("train", 0, 2)
+    assert 0.05 < (noisy.inputs - clean.inputs).std() < 0.15
+    mixed_task = ThreeMoonsConfig(length=20, mixing=True).build(0)
+    mixed = mixed_task.batch("train", 0, 2)
+    mixing = torch.tensor(mixed_task.describe()["mixing"])
+    torch.testing.assert_close(mixing @ mixing.T, torch.eye(6), atol=1e-5, rtol=0)
+    torch.testing.assert_close(mixed.inputs.norm(dim=-1), clean.inputs.norm(dim=-1), atol=1e-5, rtol=0)
+    planet = ThreeMoonsConfig(length=20, frame="planet").build(0).batch("train", 0, 2)
+    assert not torch.allclose(planet.inputs, clean.inputs)
+    custom = ThreeMoonsConfig(length=20, periods="0.5,1;1,2;2,4").build(0)
+    assert custom.input_dim == 4 and custom.describe()["val_periods"] == (2.0, 4.0)
+    four = ThreeMoonsConfig(length=20, moons=4).build(0)
+    assert four.input_dim == 8 and len(four.train_sets) == 8
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(length=1), "length must be in"), (dict(noise=-1.0), "noise must be"), (dict(moons=8), "moons must be in"),
+    (dict(frame="moon"), "frame must be one of"), (dict(periods="1,2"), "at least two groups"),
+    (dict(periods="a,b;c,d"), "periods must look like"), (dict(periods="1,2;0,1"), "periods must be finite and > 0"),
+    (dict(moons=6), "gives only 7 period sets"),
+])
+def test_bad_parameters(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        ThreeMoonsConfig(**kwargs)
+
+
+def test_bad_batch_arguments():
+    task = ThreeMoonsConfig(length=5).build(0)
+    with pytest.raises(ValueError, match="split must be one of"):
+        task.batch("dev", 0, 2)
+    with pytest.raises(ValueError, match="batch_size must be in"):
+        task.batch("train", 0, 0)
+    with pytest.raises(ValueError, match="seed must be in"):
+        ThreeMoonsConfig().build(-1)
