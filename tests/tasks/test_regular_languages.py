@@ -1,0 +1,139 @@
+"""Regular languages: automata, minimisation, disjoint splits, sequences, metrics, baselines."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tasks.automata import Automaton, canonical_form, minimise, random_automaton, trim
+from tasks.regular_languages import (
+    SEPARATOR,
+    RegularLanguagesConfig,
+    ngram_baseline,
+    regular_language_scores,
+)
+
+
+@pytest.fixture(scope="module")
+def task():
+    return RegularLanguagesConfig(train_automata=60, eval_automata=40).build(0)
+
+
+def walks(automaton, rng, count, length):
+    """Random accepted strings (walks from the start) of the automaton."""
+    out = []
+    for _ in range(count):
+        state, string = 0, []
+        for _ in range(int(rng.integers(1, length + 1))):
+            symbol, state = automaton.delta[state][int(rng.integers(len(automaton.delta[state])))]
+            string.append(symbol)
+        out.append(string)
+    return out
+
+
+def relabel(automaton, rng):
+    """The same automaton with states 1.. permuted (start stays 0)."""
+    perm = [0] + list(1 + rng.permutation(automaton.states - 1))
+    inverse = {old: new for new, old in enumerate(perm)}
+    return Automaton(tuple(tuple(sorted((s, inverse[t]) for s, t in automaton.delta[old])) for old in perm))
+
+
+@settings(max_examples=40)
+@given(seed=st.integers(0, 2**31))
+def test_minimisation_preserves_the_language_and_is_canonical(seed):
+    rng = np.random.default_rng(seed)
+    original = random_automaton(rng)
+    minimal = minimise(original)
+    assert minimal.states <= trim(original).states <= original.states
+    assert minimise(minimal) == minimal
+    letters = sorted({s for edges in original.delta for s, _ in edges})
+    probes = walks(original, rng, 30, 12) + walks(minimal, rng, 30, 12)
+    probes += [list(rng.choice(letters, size=int(rng.integers(1, 6)))) for _ in range(60)]
+    for string in probes:
+        assert original.accepts(string) == minimal.accepts(string)
+    assert canonical_form(relabel(original, rng)) == canonical_form(original)
+
+
+def test_equivalent_states_merge():
+    # 0 -a-> 1, 0 -b-> 2; 1 and 2 both read c back to 0: they accept the same continuations.
+    automaton = Automaton((((1, 1), (2, 2)), ((3, 0),), ((3, 0),)))
+    assert minimise(automaton).states == 2
+    assert minimise(automaton).accepts([1, 3, 2, 3]) and not minimise(automaton).accepts([3])
+
+
+def test_random_automata_follow_the_specification():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        automaton = random_automaton(rng)
+        assert 4 <= automaton.states <= 12
+        for state, edges in enumerate(automaton.delta):
+            symbols, targets = [s for s, _ in edges], [t for _, t in edges]
+            assert 1 <= len(edges) <= 3 and len(set(symbols)) == len(symbols) and len(set(targets)) == len(targets)
+            assert state not in targets and all(1 <= s <= 18 for s in symbols)
+
+
+def test_every_generated_string_is_accepted(task):
+    for split, data in task.sets.items():
+        for row, automaton in enumerate(data.automata):
+            tokens = data.tokens[row, : data.lengths[row]].tolist()
+            strings = " ".join(map(str, tokens)).split(str(SEPARATOR))
+            strings = [[int(x) for x in s.split()] for s in strings]
+            assert 10 <= len(strings) <= 19
+            assert all(1 <= len(s) <= 49 and automaton.accepts(s) for s in strings), (split, row)
+            assert (data.tokens[row, data.lengths[row]:] == 0).all()
+
+
+def test_splits_are_disjoint_and_test_set_does_not_depend_on_n():
+    small = RegularLanguagesConfig(train_automata=30, eval_automata=20).build(0)
+    large = RegularLanguagesConfig(train_automata=90, eval_automata=20).build(0)
+    forms = {split: {a.delta for a in small.sets[split].automata} for split in small.sets}
+    assert not forms["train"] & forms["test"] and not forms["train"] & forms["val"] and not forms["val"] & forms["test"]
+    assert len(forms["train"]) == 30
+    assert torch.equal(small.sets["test"].tokens, large.sets["test"].tokens)
+    # Training automata are a prefix: more of them extends, never replaces, the set.
+    assert [a.delta for a in large.sets["train"].automata[:30]] == [a.delta for a in small.sets["train"].automata]
+
+
+def test_targets_are_legal_under_the_true_distribution_and_separators_ignored(task):
+    batch = task.batch("train", 0, 16)
+    letters = batch.targets >= 1  # letter targets (separators and padding are -100)
+    probability = batch.extras["next_dist"].gather(-1, batch.targets.clamp(min=0)[..., None])[..., 0]
+    assert (probability[letters] > 0).all()
+    shifted = batch.inputs[:, 1:]
+    assert (batch.targets[:, :-1][shifted == SEPARATOR] == -100).all()
+    torch.testing.assert_close(batch.extras["next_dist"][batch.extras["scored"]].sum(-1),
+                               torch.ones(int(batch.extras["scored"].sum()), dtype=torch.float64))
+
+
+def test_metrics_perfect_and_uniform_predictors(task):
+    batch = task.batch("val", 0, 8)
+    perfect = regular_language_scores(batch.extras["next_dist"], batch)
+    assert perfect == {"accuracy": 1.0, "tvd": 0.0}
+    uniform = torch.full_like(batch.extras["next_dist"], 1 / 20)
+    assert 0.5 < regular_language_scores(uniform, batch)["tvd"] < 1.0
+    logits = torch.log(batch.extras["next_dist"].clamp_min(1e-12)).float()
+    assert task.metrics(logits, batch)["accuracy"] == 1.0
+
+
+def test_each_epoch_visits_every_training_sequence_once(task):
+    seen = torch.cat([task.rows("train", i, 12) for i in range(5)])  # 60 = one epoch
+    assert sorted(seen.tolist()) == list(range(60))
+    assert not torch.equal(torch.cat([task.rows("train", i, 12) for i in range(5, 10)]), seen)
+
+
+def test_ngram_baselines_order(task):
+    two, three = ngram_baseline(task, "test", 2), ngram_baseline(task, "test", 3)
+    assert 0.6 < two["accuracy"] < three["accuracy"] <= 1.0
+    assert three["tvd"] < two["tvd"] < 0.6
+
+
+def test_streams_are_pure(task):
+    assert torch.equal(task.batch("train", 7, 4).inputs, task.batch("train", 7, 4).inputs)
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(train_automata=0), "train_automata must be in"),
+                                           (dict(eval_automata=0), "eval_automata must be in")])
+def test_bad_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RegularLanguagesConfig(**kwargs)
