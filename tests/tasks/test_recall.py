@@ -1,0 +1,50 @@
+"""Associative recall: every scored answer is the value stored with the queried key."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tasks.recall import RecallConfig
+
+
+@settings(max_examples=25)
+@given(seed=st.integers(0, 2**31), min_pairs=st.integers(1, 6), extra=st.integers(0, 6), queries=st.integers(1, 5))
+def test_answers_are_the_stored_values(seed, min_pairs, extra, queries):
+    config = RecallConfig(min_pairs=min_pairs, max_pairs=min_pairs + extra, queries=queries, key_vocab=20, value_vocab=7)
+    task = config.build(seed)
+    batch = task.batch("train", 0, 6)
+    assert batch.inputs.shape[1] == task.seq_len
+    for b in range(6):
+        n = int(batch.extras["pairs"][b])
+        assert config.min_pairs <= n <= config.max_pairs
+        seq = torch.cat([batch.inputs[b], batch.targets[b, -1:].clamp(min=0)]).tolist()
+        keys, values = seq[0:2 * n:2], seq[1:2 * n:2]
+        assert len(set(keys)) == n and all(1 <= k <= 20 for k in keys) and all(21 <= v <= 27 for v in values)
+        memory = dict(zip(keys, values))
+        scored = (batch.targets[b] != -100).nonzero()[:, 0].tolist()
+        assert len(scored) == queries
+        for t in scored:
+            assert batch.targets[b, t] == memory[int(batch.inputs[b, t])]
+
+
+def test_accuracy_per_number_of_pairs():
+    task = RecallConfig(min_pairs=2, max_pairs=3, queries=4, key_vocab=10, value_vocab=5).build(0)
+    batch = task.batch("val", 0, 64)
+    perfect = torch.nn.functional.one_hot(batch.targets.clamp(min=0), task.vocab_size).float()
+    metrics = task.metrics(perfect, batch)
+    assert metrics["accuracy"] == 1.0 and metrics["accuracy_pairs_2"] == metrics["accuracy_pairs_3"] == 1.0
+    assert task.metrics(torch.zeros_like(perfect), batch)["accuracy"] == 0.0
+
+
+def test_seeds():
+    task = RecallConfig().build(0)
+    assert torch.equal(task.batch("train", 1, 4).inputs, task.batch("train", 1, 4).inputs)
+    assert not torch.equal(task.batch("train", 1, 4).inputs, RecallConfig().build(1).batch("train", 1, 4).inputs)
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(min_pairs=0), "min_pairs"), (dict(min_pairs=5, max_pairs=4), "max_pairs"),
+                                           (dict(max_pairs=40, key_vocab=30), "key_vocab must be in"), (dict(queries=0), "queries")])
+def test_bad_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RecallConfig(**kwargs)
