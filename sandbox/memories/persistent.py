@@ -19,7 +19,7 @@ from torch import nn
 from sandbox.layers import HookPoints, linear
 from sandbox.memories.contextual import BETA_CAP, leaky_average, leaky_average_reference, unit
 from sandbox.registry import get_memory
-from sandbox.validation import check_choice, check_int
+from sandbox.validation import check_choice, check_int, trusted_inputs
 
 
 class PersistentMemory(HookPoints, nn.Module):
@@ -68,7 +68,8 @@ class PersistentMemory(HookPoints, nn.Module):
         slot_keys = self.slot_keys.to(keys.dtype).expand(*keys.shape[:-2], -1, -1)  # (B, U, N, h)
         slot_values = self.slot_values.to(keys.dtype).expand(*keys.shape[:-2], -1, -1)  # (B, U, N, h)
         if path == "fast":
-            outputs = self.memory.retrieve(keys, slot_keys, slot_values, beta / 2)  # (B, U, T, h)
+            with trusted_inputs():
+                outputs = self.memory.retrieve(keys, slot_keys, slot_values, beta / 2)  # (B, U, T, h)
         else:  # the definition: softmax(β_u k·M_k) M_v, written out
             outputs = self.slot_weights(keys, slot_keys, beta) @ slot_values
         if self.wants("weights"):
