@@ -1,0 +1,154 @@
+"""Three moons (SPEC.md §5.1): one contextual memory layer with 1 unit of width 6 against 3 units of
+width 2, trained to predict the next observation of three moons.
+
+Panels: (a) attention of each unit on a validation sequence, with the lags of each moon's period and of
+the combined period; (b) mean |generated - truth| over 25 free-running steps against the context
+length; (c) block moduli of W_φ, W_ψ, W_o. Beyond the paper: a disentanglement score per model and the
+dominant attention lag of each unit, next to the moon periods.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sandbox.analysis.disentanglement import disentanglement_score, dominant_lags
+from sandbox.analysis.generation import free_running_error
+from sandbox.config import RunConfig, TrainConfig
+from sandbox.io import write_json
+from sandbox.models import ContextualLayerConfig
+from sandbox.train import train
+from tasks.three_moons import ThreeMoonsConfig
+
+PRESETS = {
+    # CI: seconds, not a reproduction.
+    "tiny": dict(steps=60, batch_size=8, seeds=[0], eval_sequences=16, contexts=[20, 60, 140, 280], length=400),
+    # A 2-core CPU in about two minutes: smaller batch, fewer steps and seeds.
+    "quick": dict(steps=200, batch_size=16, seeds=[0, 1], eval_sequences=128,
+                  contexts=[10, 25, 45, 70, 90, 115, 135, 170, 200, 240, 270, 300, 350, 420, 500], length=800),
+    # The published settings: 500 steps, batch 64, 5 seeds, 512 validation sequences.
+    "paper": dict(steps=500, batch_size=64, seeds=[0, 1, 2, 3, 4], eval_sequences=512,
+                  contexts=list(range(10, 700, 15)), length=800),
+}
+UNITS = (1, 3)
+HORIZON = 25
+LR, FINAL_LR = 1e-2, 5e-6
+
+
+def run_config(preset: dict, units: int, seed: int, out: Path) -> RunConfig:
+    return RunConfig(
+        task=ThreeMoonsConfig(length=preset["length"]),
+        model=ContextualLayerConfig(units=units),
+        train=TrainConfig(steps=preset["steps"], batch_size=preset["batch_size"], lr=LR, schedule="linear",
+                          final_lr_fraction=FINAL_LR / LR, weight_decay=0.0, eval_every=0,
+                          log_every=max(1, preset["steps"] // 20)),
+        seed=seed, out=str(out / "runs"), name=f"units{units}-seed{seed}")
+
+
+def analyse(model, task, preset: dict, units: int, keep_attention: bool) -> dict:
+    memory = model.memory
+    moduli = {name: getattr(memory, attr).block_moduli().detach()
+              for name, attr in (("W_phi", "keys_map"), ("W_psi", "values_map"), ("W_o", "out_map"))}
+    score, unit_scores = disentanglement_score(moduli["W_phi"], units)
+    info = task.describe()
+    window = int(info["val_combined_period_in_steps"]) + 100  # P/dt + 100 steps, as in the paper
+    val = task.batch("val", 0, preset["eval_sequences"])
+    _, cache = model.run_with_cache(val.inputs[:1, :window], ["memory.weights"])
+    weights = cache["memory.weights"][0]  # (U, T, T)
+    errors = free_running_error(model, torch.cat([val.inputs, val.targets[:, -1:]], 1), preset["contexts"], HORIZON)
+    result = {"units": units, "score": score, "unit_scores": unit_scores,
+              # Queries past the combined period can see every lag that matters.
+              "dominant_lags": dominant_lags(weights, burn_in=int(info["val_combined_period_in_steps"]) + 10),
+              "moduli": {k: v.tolist() for k, v in moduli.items()}, "generation_error": errors}
+    if keep_attention:  # every second step, 4 decimals: enough for the picture, small on disk
+        result["attention"] = np.round(weights[:, ::2, ::2].numpy(), 4).tolist()
+    return result
+
+
+def compute(preset: dict, out: Path, progress: bool = True) -> dict:
+    out = Path(out)
+    runs = []
+    for units in UNITS:
+        for seed in preset["seeds"]:
+            result = train(run_config(preset, units, seed, out), progress=progress)
+            analysis = analyse(result.model, result.task, preset, units, keep_attention=seed == preset["seeds"][0])
+            runs.append({"seed": seed, "val_loss": result.final_metrics["loss"], **analysis})
+            print(f"  {units} unit(s), seed {seed}: disentanglement {analysis['score']:.3f}, "
+                  f"dominant lags {analysis['dominant_lags']}, val loss {result.final_metrics['loss']:.4f}")
+    info = ThreeMoonsConfig(length=preset["length"]).build(0).describe()
+    summary = {}
+    for units in UNITS:
+        scores = [r["score"] for r in runs if r["units"] == units]
+        summary[f"{units}_units"] = {"score_mean": statistics.mean(scores), "scores": scores,
+                                     "seeds_with_score_at_least_0.95": sum(s >= 0.95 for s in scores)}
+    results = {"preset": preset, "contexts": preset["contexts"], "horizon": HORIZON,
+               "moon_periods_in_steps": info["val_periods_in_steps"],
+               "combined_period_in_steps": info["val_combined_period_in_steps"], "dt": info["dt"],
+               "summary": summary, "runs": runs}
+    write_json(out / "results.json", results)
+    return results
+
+
+def plot(out: Path) -> list[Path]:
+    from sandbox.plotting import plt, save_figure
+
+    out = Path(out)
+    results = json.loads((out / "results.json").read_text())
+    periods, combined = results["moon_periods_in_steps"], results["combined_period_in_steps"]
+    first = {units: next(r for r in results["runs"] if r["units"] == units) for units in UNITS}
+    written = []
+
+    # (a) attention maps, one panel per unit, lag lines at each period.
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.2))
+    panels = [(1, 0)] + [(3, u) for u in range(3)]
+    for ax, (units, u) in zip(axes, panels):
+        attention = np.array(first[units]["attention"][u])  # every second step
+        ax.imshow(attention, cmap="viridis", aspect="auto", extent=(0, 2 * attention.shape[1], 2 * attention.shape[0], 0))
+        span = 2 * attention.shape[0]
+        for lag, style in [(p, ":") for p in periods] + [(combined, "--")]:
+            ax.plot([0, span - lag], [lag, span], "w" + style, lw=0.8)
+        ax.set(title=f"{units} unit{'s' if units > 1 else ''}: unit {u + 1} (lag {first[units]['dominant_lags'][u]})",
+               xlabel="key step s", ylabel="query step t" if u == 0 else None)
+    fig.suptitle("Attention on a validation sequence; dotted: moon periods, dashed: combined period")
+    written.append(save_figure(fig, out / "three_moons_attention",
+                               {"attention": {f"{k}_units": first[k]["attention"] for k in UNITS},
+                                "moon_periods_in_steps": periods, "combined_period_in_steps": combined})["png"])
+
+    # (b) free-running error against context length.
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    curves = {}
+    for units in UNITS:
+        errors = np.array([r["generation_error"] for r in results["runs"] if r["units"] == units])
+        curves[f"{units}_units"] = {"mean": errors.mean(0).tolist(), "per_seed": errors.tolist()}
+        ax.plot(results["contexts"], errors.mean(0), marker="o", ms=3, label=f"{units} unit{'s' if units > 1 else ''}")
+    for p in periods:
+        ax.axvline(p, color="0.6", ls=":", lw=1)
+    ax.axvline(combined, color="0.3", ls="--", lw=1, label="combined period")
+    ax.set(xlabel="context length (steps)", ylabel=f"mean |generated - truth| over {results['horizon']} steps",
+           title="Free-running prediction on the held-out triple (1, 2, 3)")
+    ax.legend()
+    written.append(save_figure(fig, out / "three_moons_generation",
+                               {"contexts": results["contexts"], "curves": curves, "moon_periods_in_steps": periods,
+                                "combined_period_in_steps": combined})["png"])
+
+    # (c) block moduli of the three maps.
+    fig, axes = plt.subplots(2, 3, figsize=(10, 6.4))
+    for row, units in enumerate(UNITS):
+        for col, name in enumerate(("W_phi", "W_psi", "W_o")):
+            moduli = np.array(first[units]["moduli"][name])
+            axes[row, col].imshow(moduli, cmap="magma")
+            axes[row, col].set(title=f"{units} unit{'s' if units > 1 else ''}: |{name}| blocks",
+                               xlabel="moon (input pair)" if name != "W_o" else "unit pair", ylabel="output pair")
+            axes[row, col].set_xticks(range(3))
+            axes[row, col].set_yticks(range(3))
+    fig.suptitle(" / ".join(f"{u} unit{'s' if u > 1 else ''}: disentanglement {results['summary'][f'{u}_units']['score_mean']:.2f}"
+                            for u in UNITS))
+    fig.tight_layout()
+    written.append(save_figure(fig, out / "three_moons_moduli",
+                               {"moduli": {f"{u}_units": first[u]["moduli"] for u in UNITS},
+                                "summary": results["summary"]})["png"])
+    return written

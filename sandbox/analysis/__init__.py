@@ -1,0 +1,1 @@
+"""Reading trained memories: disentanglement, attention lags, free-running generation."""
