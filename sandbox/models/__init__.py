@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from sandbox.models.gpt import GPT
+from sandbox.models.induction import InductionConfig, InductionTransformer
 from sandbox.models.mosaic import ContextualLayer, MemoryMosaic
 from sandbox.validation import check_choice, check_fraction, check_int, check_positive
 
@@ -155,6 +156,9 @@ class ContextualLayerConfig:
                                memory=self.memory, **shape)
 
 
+register_model("induction_transformer")(InductionConfig)
+
+
 def build_model(config, *, vocab_size=None, input_dim=None, output_dim=None, max_len=None) -> nn.Module:
     return config.build(vocab_size=vocab_size, input_dim=input_dim, output_dim=output_dim, max_len=max_len)
 
@@ -165,5 +169,6 @@ def num_parameters(model: nn.Module, *, embeddings: bool = True) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and n.split(".")[0] not in skip)
 
 
-__all__ = ["GPT", "GPTConfig", "MODELS", "ContextualLayer", "ContextualLayerConfig", "MemoryMosaic",
+__all__ = ["GPT", "GPTConfig", "MODELS", "ContextualLayer", "ContextualLayerConfig", "InductionConfig",
+           "InductionTransformer", "MemoryMosaic",
            "MosaicConfig", "build_model", "num_parameters", "register_model"]
