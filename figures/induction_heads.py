@@ -1,0 +1,136 @@
+"""Induction heads on in-context bigrams with trigger tokens (SPEC.md §5.2).
+
+Part 1, the simplified two-layer transformer: in-context accuracy, global loss and the memory-recall
+probes (W_O², W_K², W_K¹, W_K¹ for t < 64) against training steps, with and without W_O² frozen for
+the first steps; attention maps of both layers; accuracy when trigger outputs follow π_b instead.
+Part 2, the memory mosaic beside GPT: a one-layer mosaic against one- and two-layer GPTs of the same
+width, in-context accuracy against steps (a one-layer transformer cannot form an induction head).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from sandbox.analysis.probes import attention_probes, memory_probes
+from sandbox.config import RunConfig, TrainConfig
+from sandbox.io import write_json
+from sandbox.models import GPTConfig, InductionConfig, MosaicConfig
+from sandbox.train import evaluate, train
+from tasks.bigram import BigramConfig
+
+PRESETS = {
+    "tiny": dict(seq_len=64, d=32, steps=40, batch_size=8, eval_every=20, freeze_until=20, lr=2.0,
+                 compare_d=32, compare_steps=40, compare_batch=8, compare_lr=3e-3, attention_len=32),
+    "quick": dict(seq_len=256, d=128, steps=400, batch_size=32, eval_every=25, freeze_until=150, lr=2.0,
+                  compare_d=64, compare_steps=300, compare_batch=16, compare_lr=3e-3, attention_len=64),
+    "paper": dict(seq_len=256, d=256, steps=2000, batch_size=64, eval_every=50, freeze_until=500, lr=2.0,
+                  compare_d=128, compare_steps=2000, compare_batch=32, compare_lr=1e-3, attention_len=64),
+}
+PROBES = ("W_O2", "W_K2", "W_K1", "W_K1_t<64")
+COMPARED = {"mosaic_1_layer": lambda d: MosaicConfig(d=d, layers=1, units=4),
+            "gpt_1_layer": lambda d: GPTConfig(d=d, layers=1, heads=4),
+            "gpt_2_layers": lambda d: GPTConfig(d=d, layers=2, heads=4)}
+
+
+def validation_curve(history: list[dict], keys) -> dict:
+    rows = [h for h in history if h["split"] == "val"]
+    return {"steps": [h["step"] for h in rows], **{k: [h[k] for h in rows] for k in keys}}
+
+
+def first_step_reaching(curve: dict, key: str, level: float):
+    return next((s for s, v in zip(curve["steps"], curve[key]) if v >= level), None)
+
+
+def compute(preset: dict, out: Path, progress: bool = True) -> dict:
+    out = Path(out)
+    task = BigramConfig(seq_len=preset["seq_len"], loss_on="predictable")
+    probes = lambda model, task, step: {**memory_probes(model), **attention_probes(model, task.batch("val", 0, 16).inputs)}  # noqa: E731
+    transformer = {}
+    for label, freeze in (("free", 0), ("wo2_frozen", preset["freeze_until"])):
+        config = RunConfig(task=task, model=InductionConfig(d=preset["d"], freeze_wo2_until=freeze),
+                           train=TrainConfig(steps=preset["steps"], batch_size=preset["batch_size"], optimizer="sgd",
+                                             lr=preset["lr"], momentum=0.9, weight_decay=1e-4, schedule="constant",
+                                             eval_every=preset["eval_every"], eval_batches=2, log_every=preset["eval_every"]),
+                           out=str(out / "runs"), name=f"transformer-{label}")
+        result = train(config, callbacks=(probes,), progress=progress)
+        curve = validation_curve(result.history, ("in_context_accuracy", "global_loss", *PROBES,
+                                                  "layer1_previous_token", "layer2_induction"))
+        curve["freeze_wo2_until"] = freeze
+        transformer[label] = curve
+        if label == "free":
+            model = result.model
+            n = preset["attention_len"]
+            _, cache = model.run_with_cache(result.task.batch("val", 0, 1).inputs[:, :n], ["layer1.weights", "layer2.weights"])
+            attention = {k: np.round(v[0].numpy(), 4).tolist() for k, v in cache.items()}
+            shifted = BigramConfig(seq_len=preset["seq_len"], outputs="bigram").build(0)
+            generalisation = {"uniform_outputs": curve["in_context_accuracy"][-1],
+                              "bigram_outputs": evaluate(model, shifted, config.train, model.W_K1.device)["in_context_accuracy"]}
+        print(f"  transformer ({label}): in-context accuracy {curve['in_context_accuracy'][-1]:.3f}")
+    compared = {}
+    for name, make in COMPARED.items():
+        config = RunConfig(task=BigramConfig(seq_len=preset["seq_len"]), model=make(preset["compare_d"]),
+                           train=TrainConfig(steps=preset["compare_steps"], batch_size=preset["compare_batch"],
+                                             lr=preset["compare_lr"], warmup_steps=preset["compare_steps"] // 10,
+                                             schedule="cosine", grad_clip=1.0, eval_every=preset["eval_every"],
+                                             eval_batches=2, log_every=preset["eval_every"]),
+                           out=str(out / "runs"), name=name)
+        curve = validation_curve(train(config, progress=progress).history, ("in_context_accuracy", "global_loss"))
+        curve["steps_to_0.95"] = first_step_reaching(curve, "in_context_accuracy", 0.95)
+        compared[name] = curve
+        print(f"  {name}: in-context accuracy {curve['in_context_accuracy'][-1]:.3f}, "
+              f"reaches 0.95 at step {curve['steps_to_0.95']}")
+    order = {p: first_step_reaching(transformer["free"], p, 0.9) for p in PROBES}
+    results = {"preset": preset, "transformer": transformer, "attention": attention,
+               "generalisation": generalisation, "probe_steps_to_0.9": order, "mosaic_vs_gpt": compared}
+    write_json(out / "results.json", results)
+    return results
+
+
+def plot(out: Path) -> list[Path]:
+    from sandbox.plotting import plt, save_figure
+
+    out = Path(out)
+    results = json.loads((out / "results.json").read_text())
+    written = []
+    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5), sharex=True)
+    for row, (label, curve) in enumerate(results["transformer"].items()):
+        ax = axes[row, 0]
+        ax.plot(curve["steps"], curve["in_context_accuracy"], label="in-context accuracy")
+        ax2 = ax.twinx()
+        ax2.plot(curve["steps"], curve["global_loss"], color="0.5", ls="--", label="global loss")
+        ax2.set_ylabel("global loss (label 0)")
+        title = "W_O² trained from the start" if not curve["freeze_wo2_until"] else f"W_O² frozen until step {curve['freeze_wo2_until']}"
+        ax.set(ylabel="in-context accuracy", ylim=(0, 1.02), title=title)
+        ax.legend(loc="upper left")
+        for probe in PROBES:
+            axes[row, 1].plot(curve["steps"], curve[probe], label=probe)
+        axes[row, 1].set(ylabel="memory recall R(W)", ylim=(0, 1.02), title="memory-recall probes")
+        axes[row, 1].legend(fontsize=8)
+        if curve["freeze_wo2_until"]:
+            for ax_ in axes[row]:
+                ax_.axvline(curve["freeze_wo2_until"], color="k", lw=0.8, ls=":")
+    for ax in axes[1]:
+        ax.set_xlabel("training step")
+    fig.tight_layout()
+    written.append(save_figure(fig, out / "induction_heads_probes",
+                               {"transformer": results["transformer"], "probe_steps_to_0.9": results["probe_steps_to_0.9"]})["png"])
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    for ax, (name, weights) in zip(axes, results["attention"].items()):
+        ax.imshow(np.array(weights), cmap="viridis")
+        ax.set(title=f"{name.split('.')[0]} attention (validation sequence)", xlabel="key position", ylabel="query position")
+    written.append(save_figure(fig, out / "induction_heads_attention", {"attention": results["attention"]})["png"])
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for name, curve in results["mosaic_vs_gpt"].items():
+        ax.plot(curve["steps"], curve["in_context_accuracy"], marker="o", ms=3, label=name.replace("_", " "))
+    ax.axhline(0.95, color="0.6", ls=":", lw=1)
+    ax.set(xlabel="training step", ylabel="in-context accuracy (label >= 2)", ylim=(0, 1.02),
+           title="One-layer memory mosaic against GPT of the same width")
+    ax.legend()
+    written.append(save_figure(fig, out / "induction_heads_mosaic_vs_gpt",
+                               {"mosaic_vs_gpt": results["mosaic_vs_gpt"], "generalisation": results["generalisation"]})["png"])
+    return written

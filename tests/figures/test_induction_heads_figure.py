@@ -1,0 +1,46 @@
+"""The induction-heads figure: the tiny preset writes every file with finite numbers; plots redraw."""
+
+import json
+
+import pytest
+
+from figures import induction_heads
+from sandbox.cli import main
+from test_three_moons_figure import finite
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("figures")
+    assert main(["figures", "induction-heads", "--preset", "tiny", "--out", str(out), "--no-progress"]) == 0
+    return out / "induction-heads"
+
+
+def test_files_and_numbers(results_dir):
+    for stem in ("induction_heads_probes", "induction_heads_attention", "induction_heads_mosaic_vs_gpt"):
+        for suffix in ("png", "pdf", "json"):
+            assert (results_dir / f"{stem}.{suffix}").stat().st_size > 0
+    results = json.loads((results_dir / "results.json").read_text())
+    assert finite({k: v for k, v in results.items() if k != "probe_steps_to_0.9"})
+    assert set(results["transformer"]) == {"free", "wo2_frozen"}
+    assert set(results["mosaic_vs_gpt"]) == set(induction_heads.COMPARED)
+    for curve in results["transformer"].values():
+        assert set(induction_heads.PROBES) <= set(curve) and len(curve["steps"]) == 2
+        assert all(0 <= v <= 1 for p in induction_heads.PROBES for v in curve[p])
+    n = induction_heads.PRESETS["tiny"]["attention_len"]
+    assert [len(m) for m in results["attention"].values()] == [n, n]
+
+
+def test_frozen_wo2_stays_at_zero_until_released(results_dir):
+    # While W_O² is frozen at zero the second layer writes nothing: the W_O² probe cannot beat chance,
+    # and with the tiny preset's release at step 20 the first evaluation (step 20) sees it untrained.
+    results = json.loads((results_dir / "results.json").read_text())
+    frozen = results["transformer"]["wo2_frozen"]
+    assert frozen["W_O2"][0] <= 2 / 65 + 1e-9
+    assert results["transformer"]["free"]["W_O2"][0] > frozen["W_O2"][0]
+
+
+def test_plots_redraw_from_saved_results(results_dir):
+    (results_dir / "induction_heads_attention.png").unlink()
+    assert main(["figures", "induction-heads", "--out", str(results_dir.parent), "--plot-only"]) == 0
+    assert (results_dir / "induction_heads_attention.png").exists()
