@@ -16,6 +16,7 @@ import sys
 COMMANDS = {
     "demo": ("sandbox.commands.demo", "fit the reference memory to a noisy 1-D function and plot the fits"),
     "memories": ("sandbox.commands.memories", "list the registered memories"),
+    "tasks": ("sandbox.commands.tasks", "list the registered tasks with their fields and defaults"),
     "train": ("sandbox.commands.train", "train a model on a task with dotted overrides (model.d=128 ...)"),
     "figures": ("sandbox.commands.figures", "reproduce the published figures (results as JSON, then plots)"),
 }

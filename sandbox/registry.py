@@ -19,22 +19,53 @@ import importlib
 import os
 import pkgutil
 
-_MEMORIES: dict[str, type] = {}
+class Registry:
+    """Named classes of one kind (memories, tasks, models): `@registry.register("name")`, lookup, listing.
+
+    Behaves as a read-only mapping from names to classes; `attribute` is set on each registered class
+    to its name.
+    """
+
+    def __init__(self, kind: str, attribute: str = "name"):
+        self.kind, self.attribute, self.entries = kind, attribute, {}
+
+    def register(self, name: str):
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"{self.kind} name must be a Python identifier, got {name!r}")
+
+        def decorate(cls):
+            if name in self.entries and self.entries[name] is not cls:
+                raise ValueError(f"{self.kind} name {name!r} is already registered by {self.entries[name].__qualname__}")
+            self.entries[name] = cls
+            setattr(cls, self.attribute, name)
+            return cls
+
+        return decorate
+
+    def __getitem__(self, name: str) -> type:
+        if name not in self.entries:
+            raise ValueError(f"unknown {self.kind} {name!r}; registered {self.kind}s are {sorted(self.entries)}")
+        return self.entries[name]
+
+    def __contains__(self, name) -> bool:
+        return name in self.entries
+
+    def __iter__(self):
+        return iter(sorted(self.entries))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def pop(self, name: str, default=None):
+        return self.entries.pop(name, default)
+
+
+_MEMORIES = Registry("memory", attribute="registry_name")
 
 
 def register_memory(name: str):
     """Class decorator: make the memory available as `name`."""
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"memory name must be a Python identifier, got {name!r}")
-
-    def decorate(cls):
-        if name in _MEMORIES and _MEMORIES[name] is not cls:
-            raise ValueError(f"memory name {name!r} is already registered by {_MEMORIES[name].__qualname__}")
-        _MEMORIES[name] = cls
-        cls.registry_name = name
-        return cls
-
-    return decorate
+    return _MEMORIES.register(name)
 
 
 def _load_builtins() -> None:
@@ -50,7 +81,7 @@ def _load_builtins() -> None:
 def list_memories() -> list[str]:
     """Names of the registered memories, sorted."""
     _load_builtins()
-    return sorted(_MEMORIES)
+    return list(_MEMORIES)
 
 
 def get_memory(name_or_path: str) -> type:

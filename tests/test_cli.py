@@ -44,3 +44,9 @@ def test_memories_command_lists_the_reference(capsys):
 def test_python_dash_m_entry_point():
     done = subprocess.run([sys.executable, "-m", "sandbox", "memories"], capture_output=True, text=True)
     assert done.returncode == 0 and "gaussian" in done.stdout
+
+
+def test_tasks_command_lists_every_task(capsys):
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("bigram", "three_moons", "regular_languages", "recall", "oscillators"))

@@ -16,18 +16,14 @@ from torch import nn
 from sandbox.models.gpt import GPT
 from sandbox.models.induction import InductionConfig, InductionTransformer
 from sandbox.models.mosaic import ContextualLayer, MemoryMosaic
+from sandbox.registry import Registry
 from sandbox.validation import check_choice, check_fraction, check_int, check_positive
 
-MODELS: dict[str, type] = {}
+MODELS = Registry("model")
 
 
 def register_model(name: str):
-    def decorate(cls):
-        MODELS[name] = cls
-        cls.name = name
-        return cls
-
-    return decorate
+    return MODELS.register(name)
 
 
 def _data_shape(name, vocab_size, input_dim, output_dim, *, tokens_ok=True):

@@ -5,15 +5,12 @@ import json
 import pytest
 
 from figures import induction_heads
-from sandbox.cli import main
-from test_three_moons_figure import finite
+from figure_helpers import finite, redraw, run_tiny
 
 
 @pytest.fixture(scope="module")
 def results_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("figures")
-    assert main(["figures", "induction-heads", "--preset", "tiny", "--out", str(out), "--no-progress"]) == 0
-    return out / "induction-heads"
+    return run_tiny(tmp_path_factory, "induction-heads")
 
 
 def test_files_and_numbers(results_dir):
@@ -41,6 +38,4 @@ def test_frozen_wo2_stays_at_zero_until_released(results_dir):
 
 
 def test_plots_redraw_from_saved_results(results_dir):
-    (results_dir / "induction_heads_attention.png").unlink()
-    assert main(["figures", "induction-heads", "--out", str(results_dir.parent), "--plot-only"]) == 0
-    assert (results_dir / "induction_heads_attention.png").exists()
+    redraw(results_dir, "induction_heads_attention")

@@ -1,27 +1,16 @@
 """The three-moons figure: the tiny preset writes every file, numbers are finite, plots redraw from JSON."""
 
 import json
-import math
 
 import pytest
 
 from figures import three_moons
-from sandbox.cli import main
+from figure_helpers import finite, redraw, run_tiny
 
 
 @pytest.fixture(scope="module")
 def results_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("figures")
-    assert main(["figures", "three-moons", "--preset", "tiny", "--out", str(out), "--no-progress"]) == 0
-    return out / "three-moons"
-
-
-def finite(value) -> bool:
-    if isinstance(value, dict):
-        return all(finite(v) for v in value.values())
-    if isinstance(value, list):
-        return all(finite(v) for v in value)
-    return not isinstance(value, float) or math.isfinite(value)
+    return run_tiny(tmp_path_factory, "three-moons")
 
 
 def test_every_panel_is_written_as_png_pdf_and_json(results_dir):
@@ -44,11 +33,9 @@ def test_results_have_the_expected_numbers(results_dir):
 
 
 def test_plots_redraw_from_saved_results_alone(results_dir):
-    (results_dir / "three_moons_moduli.png").unlink()
     for run_dir in (results_dir / "runs").iterdir():  # no checkpoints needed: plotting reads JSON only
         (run_dir / "checkpoint.pt").unlink()
-    assert main(["figures", "three-moons", "--out", str(results_dir.parent), "--plot-only"]) == 0
-    assert (results_dir / "three_moons_moduli.png").exists()
+    redraw(results_dir, "three_moons_moduli")
 
 
 def test_training_beats_predicting_nothing(results_dir):

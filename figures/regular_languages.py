@@ -1,0 +1,98 @@
+"""In-context regular languages (SPEC.md §5.4, §6): accuracy and total variation distance on the test
+automata against the number of training automata, for a memory mosaic and a GPT, with the in-context
+2-gram and 3-gram predictors as reference lines and the published numbers beside ours.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from sandbox.config import RunConfig, TrainConfig
+from sandbox.io import write_json
+from sandbox.models import GPTConfig, MosaicConfig
+from sandbox.train import evaluate, train
+from tasks.regular_languages import RegularLanguagesConfig, ngram_baseline
+
+PRESETS = {
+    "tiny": dict(automata=[20, 60], eval_automata=16, steps=12, batch_size=4, lr=3e-3, weight_decay=0.1,
+                 mosaic=dict(d=32, layers=1, units=4), gpt=dict(d=32, layers=2, heads=2), dropout=0.0),
+    "quick": dict(automata=[100, 500, 1000], eval_automata=500, steps=300, batch_size=16, lr=2e-3, weight_decay=0.1,
+                  mosaic=dict(d=64, layers=2, units=4), gpt=dict(d=64, layers=4, heads=2), dropout=0.0),
+    # Published: batch 32, 200 epochs, AdamW (0.9, 0.999), wd 0.1, cosine with 10% warm-up to 0.1·lr, clip 1.
+    "paper": dict(automata=[100, 500, 1000, 2500, 40000], eval_automata=500, epochs=200, batch_size=32, lr=5e-4,
+                  weight_decay=0.1, mosaic=dict(d=128, layers=2, units=8, persistent_slots=448),
+                  gpt=dict(d=128, layers=8, heads=2), dropout=0.05),
+}
+# SPEC.md §6: (accuracy, TVD) of the published mosaic and transformer.
+PAPER = {"mosaic": {100: (.925, .57), 500: (.928, .25), 1000: (.934, .215), 2500: (.941, .185), 40000: (.958, .12)},
+         "gpt": {100: (.52, .685), 500: (.54, .64), 1000: (.53, .63), 2500: (.925, .23), 40000: (.95, .143)}}
+PAPER_NGRAM = {"2-gram": (.818, .337), "3-gram": (.930, .265)}
+
+
+def model_config(name: str, preset: dict):
+    if name == "mosaic":
+        return MosaicConfig(dropout=preset["dropout"], **preset["mosaic"])
+    return GPTConfig(dropout=preset["dropout"], **preset["gpt"])
+
+
+def steps_for(preset: dict, automata: int) -> int:
+    if "epochs" in preset:
+        return max(1, preset["epochs"] * automata // preset["batch_size"])
+    return preset["steps"]
+
+
+def compute(preset: dict, out: Path, progress: bool = True) -> dict:
+    out = Path(out)
+    runs = []
+    for n in preset["automata"]:
+        for name in ("mosaic", "gpt"):
+            steps = steps_for(preset, n)
+            train_config = TrainConfig(steps=steps, batch_size=preset["batch_size"], lr=preset["lr"],
+                                       weight_decay=preset["weight_decay"], warmup_steps=steps // 10,
+                                       schedule="cosine", final_lr_fraction=0.1, grad_clip=1.0,
+                                       eval_every=0, eval_batches=2, log_every=max(1, steps // 20))
+            config = RunConfig(task=RegularLanguagesConfig(train_automata=n, eval_automata=preset["eval_automata"]),
+                               model=model_config(name, preset), train=train_config,
+                               out=str(out / "runs"), name=f"{name}-N{n}")
+            start = time.perf_counter()
+            result = train(config, progress=progress)
+            every_test_sequence = math.ceil(preset["eval_automata"] / preset["batch_size"])
+            test = evaluate(result.model, result.task, TrainConfig(batch_size=preset["batch_size"],
+                            eval_batches=every_test_sequence), next(result.model.parameters()).device, split="test")
+            runs.append({"model": name, "automata": n, "steps": steps, "accuracy": test["accuracy"],
+                         "tvd": test["tvd"], "wall_seconds": time.perf_counter() - start})
+            print(f"  {name} N={n}: test accuracy {test['accuracy']:.3f}, TVD {test['tvd']:.3f}")
+    task = RegularLanguagesConfig(train_automata=1, eval_automata=preset["eval_automata"]).build(0)
+    baselines = {f"{k}-gram": ngram_baseline(task, "test", k) for k in (2, 3)}
+    results = {"preset": preset, "runs": runs, "baselines": baselines,
+               "paper": {m: {str(n): v for n, v in rows.items()} for m, rows in PAPER.items()},
+               "paper_baselines": PAPER_NGRAM}
+    write_json(out / "results.json", results)
+    return results
+
+
+def plot(out: Path) -> list[Path]:
+    from sandbox.plotting import plt, save_figure
+
+    out = Path(out)
+    results = json.loads((out / "results.json").read_text())
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    colours = {"mosaic": "C0", "gpt": "C1"}
+    for col, metric in enumerate(("accuracy", "tvd")):
+        ax = axes[col]
+        for name, colour in colours.items():
+            rows = sorted((r["automata"], r[metric]) for r in results["runs"] if r["model"] == name)
+            ax.plot(*zip(*rows), marker="o", color=colour, label=f"{name} (ours)")
+            paper = sorted((int(n), v[col]) for n, v in results["paper"][name].items())
+            ax.plot(*zip(*paper), marker="x", ls=":", color=colour, alpha=0.5, label=f"{name} (paper)")
+        for (label, scores), style in zip(results["baselines"].items(), ("--", "-.")):
+            ax.axhline(scores[metric], color="0.4", ls=style, lw=1, label=f"in-context {label}")
+        ax.set(xscale="log", xlabel="training automata N", ylabel="test accuracy" if col == 0 else "test TVD",
+               title="accuracy (higher is better)" if col == 0 else "total variation distance (lower is better)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return [save_figure(fig, out / "regular_languages", {"runs": results["runs"], "baselines": results["baselines"],
+                                                          "paper": results["paper"]})["png"]]

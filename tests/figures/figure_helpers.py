@@ -1,0 +1,27 @@
+"""Shared by the figure tests: run a family's tiny preset once; check numbers are finite."""
+
+import math
+
+from sandbox.cli import main
+
+
+def run_tiny(tmp_path_factory, family: str):
+    """Compute and plot `family` with the tiny preset; return its output directory."""
+    out = tmp_path_factory.mktemp("figures")
+    assert main(["figures", family, "--preset", "tiny", "--out", str(out), "--no-progress"]) == 0
+    return out / family
+
+
+def redraw(results_dir, stem: str) -> None:
+    """Delete one picture and redraw the family from its saved results alone."""
+    (results_dir / f"{stem}.png").unlink()
+    assert main(["figures", results_dir.name, "--out", str(results_dir.parent), "--plot-only"]) == 0
+    assert (results_dir / f"{stem}.png").exists()
+
+
+def finite(value) -> bool:
+    if isinstance(value, dict):
+        return all(finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(finite(v) for v in value)
+    return not isinstance(value, float) or math.isfinite(value)

@@ -1,0 +1,36 @@
+"""The regular-languages figure: the tiny preset writes its files with finite numbers; plots redraw."""
+
+import json
+
+import pytest
+
+from figures import regular_languages
+from figure_helpers import finite, redraw, run_tiny
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+    return run_tiny(tmp_path_factory, "regular-languages")
+
+
+def test_files_numbers_and_baselines(results_dir):
+    for suffix in ("png", "pdf", "json"):
+        assert (results_dir / f"regular_languages.{suffix}").stat().st_size > 0
+    results = json.loads((results_dir / "results.json").read_text())
+    assert finite(results)
+    runs = {(r["model"], r["automata"]) for r in results["runs"]}
+    assert runs == {(m, n) for m in ("mosaic", "gpt") for n in regular_languages.PRESETS["tiny"]["automata"]}
+    for run in results["runs"]:
+        assert 0 <= run["accuracy"] <= 1 and 0 <= run["tvd"] <= 1
+    two, three = results["baselines"]["2-gram"], results["baselines"]["3-gram"]
+    assert three["accuracy"] > two["accuracy"] and three["tvd"] < two["tvd"]
+
+
+def test_plot_redraws_from_saved_results(results_dir):
+    redraw(results_dir, "regular_languages")
+
+
+def test_paper_preset_uses_the_published_schedule():
+    paper = regular_languages.PRESETS["paper"]
+    assert regular_languages.steps_for(paper, 1000) == 200 * 1000 // 32
+    assert paper["mosaic"] == dict(d=128, layers=2, units=8, persistent_slots=448)
