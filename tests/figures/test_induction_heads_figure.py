@@ -39,3 +39,13 @@ def test_frozen_wo2_stays_at_zero_until_released(results_dir):
 
 def test_plots_redraw_from_saved_results(results_dir):
     redraw(results_dir, "induction_heads_attention")
+
+
+@pytest.mark.slow
+def test_quick_preset_one_layer_mosaic_learns_the_induction_head(tmp_path):
+    """The quick preset (about 5 minutes): transformer and one-layer mosaic learn; one-layer GPT cannot."""
+    results = induction_heads.compute(induction_heads.PRESETS["quick"], tmp_path, progress=False)
+    assert results["transformer"]["free"]["in_context_accuracy"][-1] > 0.85
+    compared = results["mosaic_vs_gpt"]
+    assert compared["mosaic_1_layer"]["in_context_accuracy"][-1] >= 0.95
+    assert compared["gpt_1_layer"]["in_context_accuracy"][-1] < 0.5

@@ -56,3 +56,10 @@ def test_presets_are_complete():
     for preset in three_moons.PRESETS.values():
         assert {"steps", "batch_size", "seeds", "eval_sequences", "contexts", "length"} <= set(preset)
         assert max(preset["contexts"]) + three_moons.HORIZON <= preset["length"] + 1
+
+
+@pytest.mark.slow
+def test_quick_preset_three_units_disentangle_more_than_one(tmp_path):
+    """The quick preset (about 2 minutes): the 3-unit model's score beats the 1-unit model's."""
+    results = three_moons.compute(three_moons.PRESETS["quick"], tmp_path, progress=False)
+    assert results["summary"]["3_units"]["score_mean"] > results["summary"]["1_units"]["score_mean"]
