@@ -33,9 +33,9 @@ BETA_CAP = 10.0  # θ_β is capped so that β_u = e^θ stays finite in half prec
 NORM_EPS = 1e-12
 
 
-def unit(x: torch.Tensor) -> torch.Tensor:
-    """x / ‖x‖ along the last axis (a zero vector stays zero)."""
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(NORM_EPS)
+def unit(x: torch.Tensor, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """scale · x / ‖x‖ along the last axis (a zero vector stays zero); scale broadcasts to (..., 1)."""
+    return x * (scale / x.norm(dim=-1, keepdim=True).clamp_min(NORM_EPS))
 
 
 # --- leaky average ---------------------------------------------------------------------------------
@@ -67,17 +67,28 @@ def _chunked_scan(x: torch.Tensor, log_leak: torch.Tensor, chunk: int) -> torch.
     is itself a leaky average (with leak λ^C, i.e. log leak C·log λ) of the chunks' last rows."""
     *batch, units, length, width = x.shape
     if length <= chunk:
-        return decay_matrix(log_leak, length) @ x
+        return _apply_per_unit(decay_matrix(log_leak, length), x, -3)
     n_chunks = math.ceil(length / chunk)
     padded = F.pad(x, (0, 0, 0, n_chunks * chunk - length))  # (..., U, nC·C, h)
     blocks = padded.reshape(*batch, units, n_chunks, chunk, width)  # (..., U, nC, C, h)
-    local = decay_matrix(log_leak, chunk)[:, None] @ blocks  # (..., U, nC, C, h) sums within each chunk
+    local = _apply_per_unit(decay_matrix(log_leak, chunk), blocks, -4)  # (..., U, nC, C, h) sums in chunks
     carried = _chunked_scan(local[..., -1, :], chunk * log_leak, chunk)  # (..., U, nC, h) state after chunk c
     steps_in = torch.arange(1, chunk + 1, device=x.device, dtype=x.dtype)  # (C,)
     into = torch.exp(steps_in * log_leak[:, None])  # (U, C): λ^{i+1} carries the entering state to step i
     previous = F.pad(carried, (0, 0, 1, 0))[..., :-1, :]  # (..., U, nC, h) state entering chunk c
     out = local + into[:, None, :, None] * previous[..., None, :]  # (..., U, nC, C, h)
     return out.reshape(*batch, units, n_chunks * chunk, width)[..., :length, :]
+
+
+def _apply_per_unit(matrix: torch.Tensor, x: torch.Tensor, unit_axis: int) -> torch.Tensor:
+    """matrix[u] @ x[..., u, ..., :, :] for matrix (U, L, L) and x with its unit axis at `unit_axis`.
+
+    The same as broadcasting `matrix @ x`, written as one (L×L)·(L×everything) product per unit, so
+    that neither the product nor the gradient of the matrix is formed once per sequence.
+    """
+    moved = x.movedim(unit_axis, 0).movedim(-2, 1)  # (U, L, rest of x)
+    out = matrix @ moved.reshape(matrix.shape[0], matrix.shape[-1], -1)  # (U, L, rest flattened)
+    return out.reshape(moved.shape).movedim(1, -2).movedim(0, unit_axis)
 
 
 # --- retrieval rule ----------------------------------------------------------------------------------
@@ -107,14 +118,13 @@ class SphereGaussianMemory(KernelMemory):
         scaled = keys * (2 * as_beta(beta, keys))  # (..., T, dk)
         if not exclude_current:
             return F.scaled_dot_product_attention(scaled, keys, values, is_causal=True, scale=1.0)
-        # Strict past without a mask: query t+1 against keys 0..t is ordinary causal attention.
-        out = torch.zeros(*torch.broadcast_shapes(keys.shape[:-1], values.shape[:-1]), values.shape[-1],
-                          dtype=values.dtype, device=values.device)  # (..., T, dv); y_1 = 0
-        if keys.shape[-2] > 1:
-            shifted = F.scaled_dot_product_attention(scaled[..., 1:, :], keys[..., :-1, :], values[..., :-1, :],
-                                                     is_causal=True, scale=1.0)
-            out = torch.cat([out[..., :1, :], shifted], -2)
-        return out
+        # Strict past without a mask: query t+1 against keys 0..t is ordinary causal attention; y_1 = 0.
+        if keys.shape[-2] == 1:
+            batch = torch.broadcast_shapes(keys.shape[:-1], values.shape[:-1])
+            return values.new_zeros(*batch, values.shape[-1])  # (..., 1, dv)
+        shifted = F.scaled_dot_product_attention(scaled[..., 1:, :], keys[..., :-1, :], values[..., :-1, :],
+                                                 is_causal=True, scale=1.0)  # (..., T-1, dv)
+        return F.pad(shifted, (0, 0, 1, 0))  # (..., T, dv)
 
 
 # --- the memory unit -----------------------------------------------------------------------------------
@@ -181,10 +191,10 @@ class ContextualMemory(HookPoints, nn.Module):
         raw = self.split(self.values_map(x))  # (B, U, T, h): ṽ_t = W_ψ x_t
         gamma = self.gamma().to(raw.dtype)[:, None, None]  # (U, 1, 1)
         following = F.pad(raw[..., 1:, :], (0, 0, 0, 1))  # (B, U, T, h): ṽ_{t+1}, ṽ_{T+1} = 0
-        values = gamma * raw + (1 - gamma) * following  # (B, U, T, h)
+        values = torch.lerp(following, raw, gamma)  # (B, U, T, h): γ ṽ_t + (1-γ) ṽ_{t+1}
         if self.normalise:
             keys = unit(keys)
-            values = torch.exp(self.alpha_log).to(raw.dtype)[:, None, None] * unit(values)
+            values = unit(values, torch.exp(self.alpha_log).to(raw.dtype)[:, None, None])  # α v̄ / ‖v̄‖
         return keys, values
 
     def retrieve(self, keys, values, *, path: str = "fast") -> torch.Tensor:

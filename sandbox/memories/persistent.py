@@ -65,11 +65,14 @@ class PersistentMemory(HookPoints, nn.Module):
         """Outputs (B, T, d) for leaky-averaged keys (B, U, T, h) (normalised here if configured)."""
         keys = unit(keys) if self.normalise else keys
         beta = self.beta().to(keys.dtype)  # (U,)
-        slot_keys = self.slot_keys.to(keys.dtype).expand(*keys.shape[:-2], -1, -1)  # (B, U, N, h)
-        slot_values = self.slot_values.to(keys.dtype).expand(*keys.shape[:-2], -1, -1)  # (B, U, N, h)
+        slot_keys, slot_values = self.slot_keys.to(keys.dtype), self.slot_values.to(keys.dtype)  # (U, N, h)
         if path == "fast":
+            # The slots are shared by every sequence: all B·T queries of a unit go against its N slots
+            # in one call, so neither the slots nor their gradients are copied per sequence.
+            queries = keys.movedim(-3, 0).reshape(1, self.units, -1, self.width)  # (1, U, B·T, h)
             with trusted_inputs():
-                outputs = self.memory.retrieve(keys, slot_keys, slot_values, beta / 2)  # (B, U, T, h)
+                outputs = self.memory.retrieve(queries, slot_keys[None], slot_values[None], beta / 2)
+            outputs = outputs[0].reshape(keys.movedim(-3, 0).shape).movedim(0, -3)  # (B, U, T, h)
         else:  # the definition: softmax(β_u k·M_k) M_v, written out
             outputs = self.slot_weights(keys, slot_keys, beta) @ slot_values
         if self.wants("weights"):

@@ -36,9 +36,9 @@ def contextual_step(memory: ContextualMemory, x: torch.Tensor, cache: dict) -> t
     raw = _split_step(memory, x, memory.values_map)  # (B, U, h): ṽ_t
     if "pending" in cache:  # finish v_{t-1} now that ṽ_t is known
         gamma = memory.gamma().to(raw.dtype)[:, None]  # (U, 1)
-        value = gamma * cache["pending"] + (1 - gamma) * raw  # (B, U, h)
+        value = torch.lerp(raw, cache["pending"], gamma)  # (B, U, h): γ ṽ_{t-1} + (1-γ) ṽ_t
         if memory.normalise:
-            value = torch.exp(memory.alpha_log).to(raw.dtype)[:, None] * unit(value)
+            value = unit(value, torch.exp(memory.alpha_log).to(raw.dtype)[:, None])  # α v̄ / ‖v̄‖
         cache["values"] = torch.cat([cache["values"], value[:, :, None]], -2) if "values" in cache else value[:, :, None]
     if "keys" in cache:
         beta = memory.beta().to(key.dtype)  # (U,)
