@@ -3,7 +3,7 @@
 Each module declares `PRESETS` (named settings: `tiny` for the tests, `quick` for a 2-core CPU,
 `paper` for the published settings) and two functions:
 
-- `compute(preset: dict, out: Path, progress: bool) -> dict`: trains and evaluates through the shared
+- `compute(preset: dict, out: Path, progress: bool | None) -> dict`: trains and evaluates through the shared
   engine, writes its results as JSON under `out/` and returns them;
 - `plot(out: Path) -> list[Path]`: draws every panel from the saved results alone, so a figure can be
   restyled without retraining.

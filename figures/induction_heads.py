@@ -27,7 +27,7 @@ from tasks.bigram import BigramConfig
 PRESETS = {
     "tiny": dict(seq_len=64, d=32, steps=40, batch_size=8, eval_every=20, freeze_until=20, lr=2.0,
                  compare_d=32, compare_steps=40, compare_batch=8, compare_lr=1e-2, attention_len=32),
-    "quick": dict(seq_len=256, d=128, steps=400, batch_size=32, eval_every=25, freeze_until=150, lr=2.0,
+    "quick": dict(seq_len=256, d=128, steps=600, batch_size=32, eval_every=25, freeze_until=150, lr=2.0,
                   compare_d=64, compare_steps=300, compare_batch=16, compare_lr=1e-2, attention_len=64),
     "paper": dict(seq_len=256, d=256, steps=2000, batch_size=64, eval_every=50, freeze_until=500, lr=2.0,
                   compare_d=128, compare_steps=2000, compare_batch=32, compare_lr=1e-2, attention_len=64),
@@ -47,7 +47,7 @@ def first_step_reaching(curve: dict, key: str, level: float):
     return next((s for s, v in zip(curve["steps"], curve[key]) if v >= level), None)
 
 
-def compute(preset: dict, out: Path, progress: bool = True) -> dict:
+def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
     out = Path(out)
     task = BigramConfig(seq_len=preset["seq_len"], loss_on="predictable")
     probes = lambda model, task, step: {**memory_probes(model), **attention_probes(model, task.batch("val", 0, 16).inputs)}  # noqa: E731

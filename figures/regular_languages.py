@@ -19,7 +19,7 @@ from tasks.regular_languages import RegularLanguagesConfig, ngram_baseline
 PRESETS = {
     "tiny": dict(automata=[20, 60], eval_automata=16, steps=12, batch_size=4, lr=3e-3, weight_decay=0.1,
                  mosaic=dict(d=32, layers=1, units=4), gpt=dict(d=32, layers=2, heads=2), dropout=0.0),
-    "quick": dict(automata=[100, 500, 1000], eval_automata=500, steps=300, batch_size=16, lr=2e-3, weight_decay=0.1,
+    "quick": dict(automata=[100, 500, 1000], eval_automata=500, steps=600, batch_size=16, lr=3e-3, weight_decay=0.1,
                   mosaic=dict(d=64, layers=2, units=4), gpt=dict(d=64, layers=4, heads=2), dropout=0.0),
     # Published: batch 32, 200 epochs, AdamW (0.9, 0.999), wd 0.1, cosine with 10% warm-up to 0.1·lr, clip 1.
     "paper": dict(automata=[100, 500, 1000, 2500, 40000], eval_automata=500, epochs=200, batch_size=32, lr=5e-4,
@@ -44,7 +44,7 @@ def steps_for(preset: dict, automata: int) -> int:
     return preset["steps"]
 
 
-def compute(preset: dict, out: Path, progress: bool = True) -> dict:
+def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
     out = Path(out)
     runs = []
     for n in preset["automata"]:

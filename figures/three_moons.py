@@ -69,7 +69,7 @@ def analyse(model, task, preset: dict, units: int, keep_attention: bool) -> dict
     return result
 
 
-def compute(preset: dict, out: Path, progress: bool = True) -> dict:
+def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
     out = Path(out)
     runs = []
     for units in UNITS:

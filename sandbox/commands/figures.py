@@ -40,7 +40,7 @@ def run(args) -> int:
         if not args.plot_only:
             start = time.perf_counter()
             print(f"[{name}] computing with the {args.preset!r} preset -> {out}")
-            module.compute(module.PRESETS[args.preset], out, progress=not args.no_progress)
+            module.compute(module.PRESETS[args.preset], out, progress=False if args.no_progress else None)
             write_json(out / "timing.json", {"preset": args.preset, "wall_seconds": time.perf_counter() - start})
         elif not out.exists():
             raise ValueError(f"--plot-only needs saved results in {out}; run without --plot-only first")
