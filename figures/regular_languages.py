@@ -96,3 +96,17 @@ def plot(out: Path) -> list[Path]:
     fig.tight_layout()
     return [save_figure(fig, out / "regular_languages", {"runs": results["runs"], "baselines": results["baselines"],
                                                           "paper": results["paper"]})["png"]]
+
+
+def summary(results: dict) -> list[tuple[str, str, str]]:
+    """Gallery rows (quantity, ours, paper) from the saved results: accuracy / TVD."""
+    rows = []
+    for run in sorted(results["runs"], key=lambda r: (r["model"], r["automata"])):
+        paper = results["paper"][run["model"]].get(str(run["automata"]))
+        rows.append((f"{run['model']}, {run['automata']} training automata (accuracy / TVD)",
+                     f"{run['accuracy']:.3f} / {run['tvd']:.3f}", "—" if paper is None else f"{paper[0]:.3f} / {paper[1]:.3f}"))
+    for name, scores in results["baselines"].items():
+        paper = results["paper_baselines"][name]
+        rows.append((f"in-context {name} baseline (accuracy / TVD)", f"{scores['accuracy']:.3f} / {scores['tvd']:.3f}",
+                     f"{paper[0]:.3f} / {paper[1]:.3f}"))
+    return rows

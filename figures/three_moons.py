@@ -152,3 +152,20 @@ def plot(out: Path) -> list[Path]:
                                {"moduli": {f"{u}_units": first[u]["moduli"] for u in UNITS},
                                 "summary": results["summary"]})["png"])
     return written
+
+
+def summary(results: dict) -> list[tuple[str, str, str]]:
+    """Gallery rows (quantity, ours, paper) from the saved results."""
+    rows = []
+    periods = ", ".join(f"{p:.1f}" for p in results["moon_periods_in_steps"])
+    for units, target in ((3, "≥ 0.95 in at least 4 of 5 seeds (paper preset; each unit locks onto one moon)"),
+                          (1, "≤ 0.6 (one unit cannot separate the moons)")):
+        s = results["summary"][f"{units}_units"]
+        scores = ", ".join(f"{v:.3f}" for v in s["scores"])
+        rows.append((f"{units}-unit disentanglement score (per seed)", f"{scores} (mean {s['score_mean']:.3f}; "
+                     f"{s['seeds_with_score_at_least_0.95']}/{len(s['scores'])} seeds ≥ 0.95)", target))
+    for units, paper in ((3, f"one moon period per unit ({periods} steps)"),
+                         (1, f"the combined period ({results['combined_period_in_steps']:.1f} steps)")):
+        lags = "; ".join(str(r["dominant_lags"]) for r in results["runs"] if r["units"] == units)
+        rows.append((f"{units}-unit dominant attention lags (per seed)", lags, paper))
+    return rows

@@ -49,3 +49,9 @@ def test_quick_preset_one_layer_mosaic_learns_the_induction_head(tmp_path):
     compared = results["mosaic_vs_gpt"]
     assert compared["mosaic_1_layer"]["in_context_accuracy"][-1] >= 0.95
     assert compared["gpt_1_layer"]["in_context_accuracy"][-1] < 0.5
+
+
+def test_gallery_summary_reports_every_claim(results_dir):
+    rows = induction_heads.summary(json.loads((results_dir / "results.json").read_text()))
+    assert len(rows) == 7 and all(isinstance(c, str) and c for row in rows for c in row)
+    assert any(q.startswith("one-layer mosaic") for q, _, _ in rows)

@@ -34,3 +34,10 @@ def test_paper_preset_uses_the_published_schedule():
     paper = regular_languages.PRESETS["paper"]
     assert regular_languages.steps_for(paper, 1000) == 200 * 1000 // 32
     assert paper["mosaic"] == dict(d=128, layers=2, units=8, persistent_slots=448)
+
+
+def test_gallery_summary_has_a_row_per_run_and_baseline(results_dir):
+    results = json.loads((results_dir / "results.json").read_text())
+    rows = regular_languages.summary(results)
+    assert len(rows) == len(results["runs"]) + 2
+    assert all(" / " in ours for _, ours, _ in rows)

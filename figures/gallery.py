@@ -1,0 +1,78 @@
+"""Write the gallery page `figures/README.md` from saved figure results.
+
+    sandbox figures all --preset quick --out figures/out    # compute and draw (about half an hour on 2 cores)
+    python -m figures.gallery --results figures/out          # copy the PNGs to figures/gallery/, rewrite the page
+
+For every family with results, the page shows its PNGs, the command that made them, the wall time
+recorded beside the results, and a table of our numbers next to the paper's (each module's `summary`).
+The page is generated: edit this script or the modules, not the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import shutil
+from pathlib import Path
+
+from figures import FAMILIES
+from sandbox.io import atomic_write
+
+HERE = Path(__file__).resolve().parent
+
+
+def family_section(name: str, results_dir: Path, images_dir: Path, page_dir: Path) -> str:
+    module = importlib.import_module(FAMILIES[name])
+    results = json.loads((results_dir / "results.json").read_text())
+    timing = json.loads((results_dir / "timing.json").read_text())
+    target = images_dir / name
+    target.mkdir(parents=True, exist_ok=True)
+    lines = [f"## {name}", "", " ".join(module.__doc__.strip().split("\n\n")[0].split()), "",
+             f"Made by `sandbox figures {name} --preset {timing['preset']}` in "
+             f"{timing['wall_seconds'] / 60:.1f} min of wall time on the machine named above.", ""]
+    for png in sorted(results_dir.glob("*.png")):
+        shutil.copyfile(png, target / png.name)
+        lines += [f"![{png.stem}]({Path(os.path.relpath(target / png.name, page_dir)).as_posix()})", ""]
+    lines += ["| quantity | ours | paper |", "| --- | --- | --- |"]
+    lines += [f"| {q} | {ours} | {paper} |" for q, ours, paper in module.summary(results)]
+    return "\n".join(lines) + "\n"
+
+
+def build_page(results_root: Path, images_dir: Path, page: Path) -> str:
+    import torch
+
+    present = [name for name in FAMILIES if (results_root / name / "results.json").exists()]
+    if not present:
+        raise ValueError(f"--results: no figure results under {results_root}; run `sandbox figures all` first")
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, torch {torch.__version__}"
+    header = [
+        "# Figures", "",
+        "One script per published figure family (SPEC.md §5–§6), all training through the shared engine.",
+        "Each figure is saved as PNG and PDF with the plotted numbers beside it as JSON; plotting reads only",
+        "the saved results, so `sandbox figures all --plot-only --out figures/out` redraws without training.", "",
+        "Presets: `tiny` (the tests, seconds), `quick` (a 2-core CPU), `paper` (the published settings; use a GPU).",
+        "This page is written by `python -m figures.gallery --results figures/out` from the quick-preset results;",
+        f"the images below are copies kept in `figures/gallery/`. Machine: {machine}.", "",
+    ]
+    sections = [family_section(name, results_root / name, images_dir, page.parent) for name in present]
+    return "\n".join(header) + "\n" + "\n".join(sections)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", default="figures/out", help="the --out directory of `sandbox figures`")
+    parser.add_argument("--images", default=str(HERE / "gallery"), help="where the page's PNG copies go")
+    parser.add_argument("--page", default=str(HERE / "README.md"), help="the page to write")
+    args = parser.parse_args(argv)
+    page = Path(args.page)
+    text = build_page(Path(args.results), Path(args.images), page)
+    atomic_write(page, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    print(f"wrote {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
