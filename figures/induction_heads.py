@@ -50,7 +50,10 @@ def first_step_reaching(curve: dict, key: str, level: float):
 def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
     out = Path(out)
     task = BigramConfig(seq_len=preset["seq_len"], loss_on="predictable")
-    probes = lambda model, task, step: {**memory_probes(model), **attention_probes(model, task.batch("val", 0, 16).inputs)}  # noqa: E731
+    def probes(model, task, step):
+        triggers = None if task.config.random_triggers else task.fixed_triggers
+        return {**memory_probes(model, triggers), **attention_probes(model, task.batch("val", 0, 16).inputs)}
+
     transformer = {}
     for label, freeze in (("free", 0), ("wo2_frozen", preset["freeze_until"])):
         config = RunConfig(task=task, model=InductionConfig(d=preset["d"], freeze_wo2_until=freeze),

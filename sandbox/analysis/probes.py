@@ -6,8 +6,10 @@ A trained matrix W is read as an associative memory between random embeddings: i
 
 for the input vectors u_i it should map and the output vectors v_j it should map them to.
 - W_O²: u_i = W_V² w_E(i) (the value of token i), v_j = w_U(j), target i: copy the attended token out.
-- W_K²: the query w_E(i) should score highest the layer-1 image W_O¹ W_V¹ w_E(j) of j = i, which layer 1
-  wrote into the position after each occurrence of i: argmax_j w_E(i)ᵀ W_K² W_O¹ W_V¹ w_E(j) = i.
+- W_K²: the query w_E(i) of a trigger i should score highest the layer-1 image W_O¹ W_V¹ w_E(j) of j = i,
+  which layer 1 wrote into the position after each occurrence of i: argmax_j w_E(i)ᵀ W_K² W_O¹ W_V¹ w_E(j) = i.
+  Only triggers have outputs to recall, so the score is over the triggers (all tokens when triggers are
+  drawn per sequence): averaged over the whole vocabulary it could not exceed K/V plus chance.
 - W_K¹: the query p_t should score the key p_{t-1} highest: argmax_s p_tᵀ W_K¹ p_s = t - 1 (also for
   t < 64, which the paper reports separately: early positions are learned first).
 """
@@ -24,8 +26,9 @@ def recall(W: torch.Tensor, inputs: torch.Tensor, outputs: torch.Tensor, targets
 
 
 @torch.no_grad()
-def memory_probes(model) -> dict[str, float]:
-    """The four recall probes of an InductionTransformer."""
+def memory_probes(model, triggers: torch.Tensor | None = None) -> dict[str, float]:
+    """The four recall probes of an InductionTransformer; `triggers` (K,) are the tokens whose induction
+    key W_K² must store (default: every token, as when triggers are drawn per sequence)."""
     E, U, P = model.token_embedding, model.unembedding, model.positions
     tokens = torch.arange(len(E), device=E.device)
     positions = torch.arange(1, len(P), device=P.device)
@@ -34,7 +37,8 @@ def memory_probes(model) -> dict[str, float]:
         return float(((P[ts] @ model.W_K1 @ P.T).argmax(-1) == ts - 1).double().mean())
 
     images = E @ (model.W_O1 @ model.W_V1).T  # (V, d): what layer 1 writes after each token
-    induction_key = float(((E @ model.W_K2 @ images.T).argmax(-1) == tokens).double().mean())
+    queries = tokens if triggers is None else triggers.to(E.device)
+    induction_key = float(((E[queries] @ model.W_K2 @ images.T).argmax(-1) == queries).double().mean())
     return {
         "W_O2": recall(model.W_O2, E @ model.W_V2.T, U, tokens),
         "W_K2": induction_key,

@@ -41,3 +41,14 @@ def test_gallery_summary_has_a_row_per_run_and_baseline(results_dir):
     rows = regular_languages.summary(results)
     assert len(rows) == len(results["runs"]) + 2
     assert all(" / " in ours for _, ours, _ in rows)
+
+
+@pytest.mark.slow
+def test_quick_preset_mosaic_beats_gpt_on_100_automata(tmp_path):
+    """The quick preset's smallest N (about 7 minutes): the mosaic learns the languages in context from
+    100 automata, beating the 2-gram baseline's accuracy, where the GPT does not (SPEC.md §6)."""
+    preset = {**regular_languages.PRESETS["quick"], "automata": [100]}
+    results = regular_languages.compute(preset, tmp_path, progress=False)
+    scores = {r["model"]: r for r in results["runs"]}
+    assert scores["mosaic"]["accuracy"] > max(scores["gpt"]["accuracy"] + 0.2, results["baselines"]["2-gram"]["accuracy"])
+    assert scores["mosaic"]["tvd"] < scores["gpt"]["tvd"] - 0.1

@@ -85,3 +85,14 @@ def test_bad_config():
         InductionConfig().build(input_dim=3, output_dim=3)
     with pytest.raises(ValueError, match="freeze_wo2_until must be in"):
         InductionConfig(freeze_wo2_until=-1)
+
+
+def test_induction_key_probe_reads_the_triggers_only():
+    m = model(d=64)
+    E = m.token_embedding
+    images = E @ (m.W_O1 @ m.W_V1).T  # what layer 1 writes after each token
+    triggers = torch.tensor([2, 5, 11])
+    with torch.no_grad():  # W_K² = Σ_k over triggers of (query k) ↔ (image of k), exactly on the triggers
+        m.W_K2.copy_(torch.linalg.pinv(E[triggers]) @ torch.linalg.pinv(images[triggers]).T)
+    assert memory_probes(m, triggers)["W_K2"] == 1.0
+    assert memory_probes(m)["W_K2"] <= (len(triggers) + 2) / len(E)  # the other tokens were never stored
