@@ -32,7 +32,8 @@ def family_section(name: str, results_dir: Path, images_dir: Path, page_dir: Pat
     target.mkdir(parents=True, exist_ok=True)
     lines = [f"## {name}", "", " ".join(module.__doc__.strip().split("\n\n")[0].split()), "",
              f"Made by `sandbox figures {name} --preset {timing['preset']}` in "
-             f"{timing['wall_seconds'] / 60:.1f} min of wall time on the machine named above.", ""]
+             f"{timing['wall_seconds'] / 60:.1f} min of wall time on the machine named above. Preset settings: "
+             f"`{json.dumps(results['preset'], separators=(', ', ': '))}`.", ""]
     for png in sorted(results_dir.glob("*.png")):
         shutil.copyfile(png, target / png.name)
         lines += [f"![{png.stem}]({Path(os.path.relpath(target / png.name, page_dir)).as_posix()})", ""]
@@ -56,6 +57,9 @@ def build_page(results_root: Path, images_dir: Path, page: Path) -> str:
         "Presets: `tiny` (the tests, seconds), `quick` (a 2-core CPU), `paper` (the published settings; use a GPU).",
         "This page is written by `python -m figures.gallery --results figures/out` from the quick-preset results;",
         f"the images below are copies kept in `figures/gallery/`. Machine: {machine}.", "",
+        "In the tables, *paper* quotes the published figures and numbers (SPEC.md §5–§6) or the target the",
+        "issue set; *ours* comes from the preset named above, which trains smaller models for fewer steps than",
+        "the paper did, so agreement is to be read in direction and ordering, not to the decimal.", "",
     ]
     sections = [family_section(name, results_root / name, images_dir, page.parent) for name in present]
     return "\n".join(header) + "\n" + "\n".join(sections)

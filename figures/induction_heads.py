@@ -24,6 +24,9 @@ from sandbox.models import GPTConfig, InductionConfig, MosaicConfig
 from sandbox.train import evaluate, train
 from tasks.bigram import BigramConfig
 
+# SGD momentum 0.9 at lr 2.0 rather than the 0.03 of SPEC.md §5.2: our frozen vectors are N(0, 1/d)
+# (norm about 1), which makes the trained matrices' gradients small. Measured on the quick settings:
+# in-context accuracy after 200 steps 0.18 at lr 0.03, 0.73 at lr 2.0.
 PRESETS = {
     "tiny": dict(seq_len=64, d=32, steps=40, batch_size=8, eval_every=20, freeze_until=20, lr=2.0,
                  compare_d=32, compare_steps=40, compare_batch=8, compare_lr=1e-2, attention_len=32),
@@ -146,12 +149,13 @@ def summary(results: dict) -> list[tuple[str, str, str]]:
     """Gallery rows (quantity, ours, paper) from the saved results."""
     free, frozen = results["transformer"]["free"], results["transformer"]["wo2_frozen"]
     order = results["probe_steps_to_0.9"]
-    reached = ", ".join(f"{p} {'never' if s is None else s}" for p, s in order.items())
+    reached = ", ".join(f"{p} {'not within ' + str(free['steps'][-1]) if s is None else s}" for p, s in order.items())
     compared = results["mosaic_vs_gpt"]
 
     def final(name):
-        curve = compared[name]
-        return f"{curve['in_context_accuracy'][-1]:.3f} (0.95 at step {curve['steps_to_0.95'] or 'never'})"
+        curve, reached = compared[name], compared[name]["steps_to_0.95"]
+        when = f"0.95 at step {reached}" if reached is not None else f"below 0.95 for all {curve['steps'][-1]} steps"
+        return f"{curve['in_context_accuracy'][-1]:.3f} ({when})"
 
     return [
         ("transformer in-context accuracy (final)", f"{free['in_context_accuracy'][-1]:.3f}", "≥ 0.95; near 1 after a few hundred steps"),
