@@ -37,6 +37,15 @@ def _data_shape(name, vocab_size, input_dim, output_dim, *, tokens_ok=True):
     return dict(input_dim=check_int(input_dim, "input_dim", low=1), output_dim=check_int(output_dim, "output_dim", low=1))
 
 
+def _check_widths(d: int, layers: int, parts: int, name: str) -> None:
+    """d and layers >= 1, and d split evenly into `parts` units or heads."""
+    check_int(d, "d", low=1)
+    check_int(layers, "layers", low=1)
+    check_int(parts, name, low=1, high=d)
+    if d % parts:
+        raise ValueError(f"d ({d}) must be divisible by {name} ({parts})")
+
+
 def _check_beta(beta):
     return None if beta is None else check_positive(beta, "beta")
 
@@ -62,11 +71,7 @@ class MosaicConfig:
     path: str = "fast"
 
     def __post_init__(self):
-        check_int(self.d, "d", low=1)
-        check_int(self.layers, "layers", low=1)
-        check_int(self.units, "units", low=1, high=self.d)
-        if self.d % self.units:
-            raise ValueError(f"d ({self.d}) must be divisible by units ({self.units})")
+        _check_widths(self.d, self.layers, self.units, "units")
         if self.complex_maps and (self.d // self.units) % 2:
             raise ValueError(f"complex_maps needs an even unit width d/units, got {self.d // self.units}")
         if self.persistent_slots is not None:
@@ -103,11 +108,7 @@ class GPTConfig:
     dropout: float = 0.0
 
     def __post_init__(self):
-        check_int(self.d, "d", low=1)
-        check_int(self.layers, "layers", low=1)
-        check_int(self.heads, "heads", low=1, high=self.d)
-        if self.d % self.heads:
-            raise ValueError(f"d ({self.d}) must be divisible by heads ({self.heads})")
+        _check_widths(self.d, self.layers, self.heads, "heads")
         if self.max_len is not None:
             check_int(self.max_len, "max_len", low=1)
         check_fraction(self.dropout, "dropout", open_high=True)
