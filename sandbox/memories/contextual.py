@@ -182,13 +182,22 @@ class ContextualMemory(HookPoints, nn.Module):
         """(B, T, U·h) -> (B, U, T, h)."""
         return x.unflatten(-1, (self.units, self.width)).transpose(-3, -2)
 
-    def features(self, x: torch.Tensor, *, path: str = "fast"):
-        """keys (B, U, T, h), values (B, U, T, h) of inputs x (B, T, d)."""
+    def features(self, x: torch.Tensor, *, path: str = "fast", state: dict | None = None):
+        """keys (B, U, T, h), values (B, U, T, h) of inputs x (B, T, d).
+
+        `state`, if given, receives what generation carries on from the last step: the leaky key sum
+        k̄_T before normalisation ("key_state", with a leak) and ṽ_T, whose value v_T is unfinished
+        until x_{T+1} arrives ("pending"); the last value returned here assumes ṽ_{T+1} = 0.
+        """
         keys = self.split(self.keys_map(x))  # (B, U, T, h): W_φ x_t
         if self.leak_logit is not None:
             average = leaky_average if path == "fast" else leaky_average_reference
             keys = average(keys, self.leak().to(keys.dtype))
+            if state is not None:
+                state["key_state"] = keys[..., -1, :]
         raw = self.split(self.values_map(x))  # (B, U, T, h): ṽ_t = W_ψ x_t
+        if state is not None:
+            state["pending"] = raw[..., -1, :]
         gamma = self.gamma().to(raw.dtype)[:, None, None]  # (U, 1, 1)
         following = F.pad(raw[..., 1:, :], (0, 0, 0, 1))  # (B, U, T, h): ṽ_{t+1}, ṽ_{T+1} = 0
         values = torch.lerp(following, raw, gamma)  # (B, U, T, h): γ ṽ_t + (1-γ) ṽ_{t+1}
@@ -208,9 +217,15 @@ class ContextualMemory(HookPoints, nn.Module):
             return kernel_regression(keys, keys, values, beta / 2, mask=mask)
         return attention_reference(keys, values, beta, mask)
 
-    def forward(self, x: torch.Tensor, *, path: str = "fast") -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, path: str = "fast", cache: dict | None = None) -> torch.Tensor:
+        """Outputs (B, T, d). `cache`, if given, is filled as if x had been fed one step at a time to
+        the generation step (keys, finished values, the carried state): a parallel prefill."""
         check_choice(path, "path", {"fast", "reference"})
-        keys, values = self.features(x, path=path)
+        keys, values = self.features(x, path=path, state=cache)
+        if cache is not None:
+            cache["keys"] = keys
+            if keys.shape[-2] > 1:
+                cache["values"] = values[..., :-1, :]  # v_T waits for x_{T+1}
         outputs = self.retrieve(keys, values, path=path)  # (B, U, T, h)
         if self.wants("weights"):
             self.put("weights", self.attention_weights(keys))

@@ -56,9 +56,12 @@ class PersistentMemory(HookPoints, nn.Module):
             keys = average(keys, self.leak().to(keys.dtype))
         return keys
 
-    def forward(self, x: torch.Tensor, *, path: str = "fast") -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, path: str = "fast", cache: dict | None = None) -> torch.Tensor:
+        """Outputs (B, T, d); `cache`, if given, receives the leaky key sum of the last step (prefill)."""
         check_choice(path, "path", {"fast", "reference"})
         keys = self.keys(x, path=path)
+        if cache is not None and self.leak_logit is not None:
+            cache["key_state"] = keys[..., -1, :]
         return self.read(keys, path=path)
 
     def read(self, keys: torch.Tensor, *, path: str = "fast") -> torch.Tensor:

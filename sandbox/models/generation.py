@@ -20,6 +20,11 @@ class Generating(nn.Module):
     def step(self, x: torch.Tensor, cache: dict) -> torch.Tensor:
         raise NotImplementedError
 
+    def prefill(self, inputs: torch.Tensor, cache: dict) -> torch.Tensor:
+        """Outputs (B, T, ...) of a prompt, leaving `cache` ready for the next `step`. This default
+        steps through the prompt; a model with a parallel form overrides it with one forward pass."""
+        return torch.stack([self.step(inputs[:, t], cache) for t in range(inputs.shape[1])], 1)
+
     @torch.no_grad()
     def step_outputs(self, inputs: torch.Tensor) -> torch.Tensor:
         """Outputs (B, T, ...) computed one position at a time through the cache (for checking)."""
@@ -44,9 +49,9 @@ class Generating(nn.Module):
         was_training = self.training
         self.eval()
         cache: dict = {}
+        if prompt.shape[1] > 1:
+            self.prefill(prompt[:, :-1], cache)
         sequence = [prompt[:, t] for t in range(prompt.shape[1])]
-        for x in sequence[:-1]:
-            self.step(x, cache)
         x = sequence[-1]
         for _ in range(steps):
             out = self.step(x, cache)  # (B, V) or (B, output_dim)

@@ -7,6 +7,7 @@ three-moons figure (SPEC.md §5.1).
 
 Both generate with an incremental cache: each memory keeps its keys, its finished values and the
 *unfinished* last value, which is completed with the true next input before it is ever retrieved.
+`prefill` fills that cache from a whole prompt in one parallel pass.
 """
 
 from __future__ import annotations
@@ -80,6 +81,13 @@ class MosaicBlock(nn.Module):
             x = x + self.dropout(self.pmem(self.norm_p(x), path=path))
         return x
 
+    def prefill(self, x: torch.Tensor, cache: dict) -> torch.Tensor:
+        """forward over a prompt (B, T, d), leaving `cache` as `step` would after T steps."""
+        x = x + self.cmem(self.norm_c(x), cache=cache.setdefault("cmem", {}))
+        if self.pmem is not None:
+            x = x + self.pmem(self.norm_p(x), cache=cache.setdefault("pmem", {}))
+        return x
+
     def step(self, x: torch.Tensor, cache: dict) -> torch.Tensor:
         x = x + contextual_step(self.cmem, self.norm_c(x), cache.setdefault("cmem", {}))
         if self.pmem is not None:
@@ -114,6 +122,12 @@ class MemoryMosaic(Generating, Inspectable):
             h = block(h, path=self.path)
         return self.head(h)  # (B, T, V) or (B, T, output_dim)
 
+    def prefill(self, x: torch.Tensor, cache: dict) -> torch.Tensor:
+        h = self.read_in(x)  # (B, T, d)
+        for i, block in enumerate(self.blocks):
+            h = block.prefill(h, cache.setdefault(i, {}))
+        return self.head(h)
+
     def step(self, x: torch.Tensor, cache: dict) -> torch.Tensor:
         h = self.read_in(x)  # (B, d)
         for i, block in enumerate(self.blocks):
@@ -134,6 +148,9 @@ class ContextualLayer(Generating, Inspectable):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.memory(x, path=self.path)
+
+    def prefill(self, x: torch.Tensor, cache: dict) -> torch.Tensor:
+        return self.memory(x, cache=cache)
 
     def step(self, x: torch.Tensor, cache: dict) -> torch.Tensor:
         return contextual_step(self.memory, x, cache)

@@ -54,6 +54,35 @@ def test_cached_steps_equal_full_recomputation_continuous(name):
     torch.testing.assert_close(model.step_outputs(x), model(x), rtol=0, atol=1e-10)
 
 
+def _tensors(cache: dict) -> dict:
+    """A nested cache flattened to {path: tensor}."""
+    flat = {}
+    for key, value in cache.items():
+        for sub, tensor in (_tensors(value).items() if isinstance(value, dict) else [("", value)]):
+            flat[f"{key}/{sub}"] = tensor
+    return flat
+
+
+@pytest.mark.parametrize("length", [1, 2, 17])
+@pytest.mark.parametrize("kind, name", [("tokens", n) for n in TOKEN_MODELS] + [("continuous", n) for n in CONTINUOUS_MODELS])
+def test_prefill_equals_stepping_through_the_prompt(kind, name, length):
+    """The parallel prefill gives the forward outputs and the very cache that stepping leaves behind."""
+    gen = torch.Generator().manual_seed(3)
+    if kind == "tokens":
+        model, x = token_model(name).eval(), torch.randint(0, 11, (2, length), generator=gen)
+    else:
+        model, x = continuous_model(name).eval(), torch.randn(2, length, 6, dtype=f64, generator=gen)
+    stepped, prefilled = {}, {}
+    with torch.no_grad():
+        by_steps = torch.stack([model.step(x[:, t], stepped) for t in range(length)], 1)
+        at_once = model.prefill(x, prefilled)
+    torch.testing.assert_close(at_once, by_steps, rtol=0, atol=1e-10)
+    torch.testing.assert_close(at_once, model(x), rtol=0, atol=1e-10)
+    assert _tensors(prefilled).keys() == _tensors(stepped).keys()
+    for key, tensor in _tensors(stepped).items():
+        torch.testing.assert_close(_tensors(prefilled)[key], tensor, rtol=0, atol=1e-10, msg=key)
+
+
 @pytest.mark.parametrize("name", ["mosaic", "gpt"])
 def test_greedy_generation_equals_argmax_of_full_forward(name):
     model = token_model(name).eval()
