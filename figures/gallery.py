@@ -2,6 +2,7 @@
 
     sandbox figures all --preset quick --out figures/out    # compute and draw (about half an hour on 2 cores)
     python -m figures.gallery --results figures/out          # copy the PNGs to figures/gallery/, rewrite the page
+    python -m figures.gallery --results figures/out figures/out-paper   # several runs, e.g. quick and paper
 
 For every family with results, the page shows its PNGs, the command that made them, the wall time
 recorded beside the results, and a table of our numbers next to the paper's (each module's `summary`).
@@ -28,9 +29,9 @@ def family_section(name: str, results_dir: Path, images_dir: Path, page_dir: Pat
     module = importlib.import_module(FAMILIES[name])
     results = json.loads((results_dir / "results.json").read_text())
     timing = json.loads((results_dir / "timing.json").read_text())
-    target = images_dir / name
+    target = images_dir / name / timing["preset"]
     target.mkdir(parents=True, exist_ok=True)
-    lines = [f"## {name}", "", " ".join(module.__doc__.strip().split("\n\n")[0].split()), "",
+    lines = [f"## {name} ({timing['preset']} preset)", "", " ".join(module.__doc__.strip().split("\n\n")[0].split()), "",
              f"Made by `sandbox figures {name} --preset {timing['preset']}` in "
              f"{timing['wall_seconds'] / 60:.1f} min of wall time on the machine named above. Preset settings: "
              f"`{json.dumps(results['preset'], separators=(', ', ': '))}`.", ""]
@@ -42,12 +43,13 @@ def family_section(name: str, results_dir: Path, images_dir: Path, page_dir: Pat
     return "\n".join(lines) + "\n"
 
 
-def build_page(results_root: Path, images_dir: Path, page: Path) -> str:
+def build_page(results_roots: list[Path], images_dir: Path, page: Path) -> str:
     import torch
 
-    present = [name for name in FAMILIES if (results_root / name / "results.json").exists()]
+    present = [root / name for name in FAMILIES for root in results_roots if (root / name / "results.json").exists()]
     if not present:
-        raise ValueError(f"--results: no figure results under {results_root}; run `sandbox figures all` first")
+        shown = ", ".join(str(r) for r in results_roots)
+        raise ValueError(f"--results: no figure results under {shown}; run `sandbox figures all` first")
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, torch {torch.__version__}"
     header = [
         "# Figures", "",
@@ -55,24 +57,25 @@ def build_page(results_root: Path, images_dir: Path, page: Path) -> str:
         "Each figure is saved as PNG and PDF with the plotted numbers beside it as JSON; plotting reads only",
         "the saved results, so `sandbox figures all --plot-only --out figures/out` redraws without training.", "",
         "Presets: `tiny` (the tests, seconds), `quick` (a 2-core CPU), `paper` (the published settings; use a GPU).",
-        "This page is written by `python -m figures.gallery --results figures/out` from the quick-preset results;",
+        "This page is written by `python -m figures.gallery --results figures/out ...` from saved results;",
         f"the images below are copies kept in `figures/gallery/`. Machine: {machine}.", "",
         "In the tables, *paper* quotes the published figures and numbers (SPEC.md §5–§6) or the target the",
         "issue set; *ours* comes from the preset named above, which trains smaller models for fewer steps than",
         "the paper did, so agreement is to be read in direction and ordering, not to the decimal.", "",
     ]
-    sections = [family_section(name, results_root / name, images_dir, page.parent) for name in present]
+    sections = [family_section(path.name, path, images_dir, page.parent) for path in present]
     return "\n".join(header) + "\n" + "\n".join(sections)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--results", default="figures/out", help="the --out directory of `sandbox figures`")
+    parser.add_argument("--results", nargs="+", default=["figures/out"],
+                        help="--out directories of `sandbox figures` (each family's sections in this order)")
     parser.add_argument("--images", default=str(HERE / "gallery"), help="where the page's PNG copies go")
     parser.add_argument("--page", default=str(HERE / "README.md"), help="the page to write")
     args = parser.parse_args(argv)
     page = Path(args.page)
-    text = build_page(Path(args.results), Path(args.images), page)
+    text = build_page([Path(r) for r in args.results], Path(args.images), page)
     atomic_write(page, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(f"wrote {page}")
     return 0

@@ -20,8 +20,8 @@ def test_page_shows_each_picture_and_the_numbers_table(results_root, tmp_path):
     pictures = sorted(p.name for p in (results_root / "three-moons").glob("*.png"))
     assert len(pictures) == 3
     for name in pictures:
-        assert (images / "three-moons" / name).stat().st_size > 0
-        assert f"(gallery/three-moons/{name})" in text
+        assert (images / "three-moons" / "tiny" / name).stat().st_size > 0
+        assert f"(gallery/three-moons/tiny/{name})" in text
     rows = three_moons.summary(json.loads((results_root / "three-moons" / "results.json").read_text()))
     for quantity, ours, paper in rows:
         assert f"| {quantity} | {ours} | {paper} |" in text
@@ -31,4 +31,4 @@ def test_page_shows_each_picture_and_the_numbers_table(results_root, tmp_path):
 
 def test_no_results_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="--results: no figure results"):
-        gallery.build_page(tmp_path, tmp_path / "images", tmp_path / "README.md")
+        gallery.build_page([tmp_path], tmp_path / "images", tmp_path / "README.md")
