@@ -36,6 +36,11 @@ PRESETS = {
                   compare_d=128, compare_steps=2000, compare_batch=32, compare_lr=1e-2, attention_len=64),
 }
 PROBES = ("W_O2", "W_K2", "W_K1", "W_K1_t<64")
+PROBE_LEVELS = (0.5, 0.9)  # the step at which each probe first reaches these levels
+# (label, W_O² frozen for the preset's first steps, triggers drawn per sequence). With the 5 fixed
+# triggers W_K² stores 5 associations and its recall saturates within a few steps; with random
+# triggers it must store one per token, and the paper's order W_O² -> W_K² -> W_K¹ shows.
+TRANSFORMER_RUNS = (("free", False, False), ("wo2_frozen", True, False), ("random_triggers", False, True))
 COMPARED = {"mosaic_1_layer": lambda d: MosaicConfig(d=d, layers=1, units=4),
             "gpt_1_layer": lambda d: GPTConfig(d=d, layers=1, heads=4),
             "gpt_2_layers": lambda d: GPTConfig(d=d, layers=2, heads=4)}
@@ -53,13 +58,16 @@ def first_step_reaching(curve: dict, key: str, level: float):
 def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
     out = Path(out)
     task = BigramConfig(seq_len=preset["seq_len"], loss_on="predictable")
+
     def probes(model, task, step):
         triggers = None if task.config.random_triggers else task.fixed_triggers
         return {**memory_probes(model, triggers), **attention_probes(model, task.batch("val", 0, 16).inputs)}
 
     transformer = {}
-    for label, freeze in (("free", 0), ("wo2_frozen", preset["freeze_until"])):
-        config = RunConfig(task=task, model=InductionConfig(d=preset["d"], freeze_wo2_until=freeze),
+    for label, freeze, random_triggers in TRANSFORMER_RUNS:
+        freeze = preset["freeze_until"] if freeze else 0
+        run_task = BigramConfig(seq_len=preset["seq_len"], loss_on="predictable", random_triggers=random_triggers)
+        config = RunConfig(task=run_task, model=InductionConfig(d=preset["d"], freeze_wo2_until=freeze),
                            train=TrainConfig(steps=preset["steps"], batch_size=preset["batch_size"], optimizer="sgd",
                                              lr=preset["lr"], momentum=0.9, weight_decay=1e-4, schedule="constant",
                                              eval_every=preset["eval_every"], eval_batches=2, log_every=preset["eval_every"]),
@@ -67,7 +75,7 @@ def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
         result = train(config, callbacks=(probes,), progress=progress)
         curve = validation_curve(result.history, ("in_context_accuracy", "global_loss", *PROBES,
                                                   "layer1_previous_token", "layer2_induction"))
-        curve["freeze_wo2_until"] = freeze
+        curve["freeze_wo2_until"], curve["random_triggers"] = freeze, random_triggers
         transformer[label] = curve
         if label == "free":
             model = result.model
@@ -91,9 +99,10 @@ def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
         compared[name] = curve
         print(f"  {name}: in-context accuracy {curve['in_context_accuracy'][-1]:.3f}, "
               f"reaches 0.95 at step {curve['steps_to_0.95']}")
-    order = {p: first_step_reaching(transformer["free"], p, 0.9) for p in PROBES}
+    order = {label: {p: {str(level): first_step_reaching(curve, p, level) for level in PROBE_LEVELS} for p in PROBES}
+             for label, curve in transformer.items()}
     results = {"preset": preset, "transformer": transformer, "attention": attention,
-               "generalisation": generalisation, "probe_steps_to_0.9": order, "mosaic_vs_gpt": compared}
+               "generalisation": generalisation, "probe_steps": order, "mosaic_vs_gpt": compared}
     write_json(out / "results.json", results)
     return results
 
@@ -104,14 +113,16 @@ def plot(out: Path) -> list[Path]:
     out = Path(out)
     results = json.loads((out / "results.json").read_text())
     written = []
-    fig, axes = plt.subplots(2, 2, figsize=(12, 7.5), sharex=True)
-    for row, (label, curve) in enumerate(results["transformer"].items()):
+    runs = results["transformer"]
+    fig, axes = plt.subplots(len(runs), 2, figsize=(12, 3.75 * len(runs)), sharex=True)
+    for row, (label, curve) in enumerate(runs.items()):
         ax = axes[row, 0]
         ax.plot(curve["steps"], curve["in_context_accuracy"], label="in-context accuracy")
         ax2 = ax.twinx()
         ax2.plot(curve["steps"], curve["global_loss"], color="0.5", ls="--", label="global loss")
         ax2.set_ylabel("global loss (label 0)")
         title = "W_O² trained from the start" if not curve["freeze_wo2_until"] else f"W_O² frozen until step {curve['freeze_wo2_until']}"
+        title += ", triggers drawn per sequence" if curve["random_triggers"] else ", 5 fixed triggers"
         ax.set(ylabel="in-context accuracy", ylim=(0, 1.02), title=title)
         ax.legend(loc="upper left")
         for probe in PROBES:
@@ -121,11 +132,11 @@ def plot(out: Path) -> list[Path]:
         if curve["freeze_wo2_until"]:
             for ax_ in axes[row]:
                 ax_.axvline(curve["freeze_wo2_until"], color="k", lw=0.8, ls=":")
-    for ax in axes[1]:
+    for ax in axes[-1]:
         ax.set_xlabel("training step")
     fig.tight_layout()
     written.append(save_figure(fig, out / "induction_heads_probes",
-                               {"transformer": results["transformer"], "probe_steps_to_0.9": results["probe_steps_to_0.9"]})["png"])
+                               {"transformer": results["transformer"], "probe_steps": results["probe_steps"]})["png"])
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
     for ax, (name, weights) in zip(axes, results["attention"].items()):
@@ -148,8 +159,11 @@ def plot(out: Path) -> list[Path]:
 def summary(results: dict) -> list[tuple[str, str, str]]:
     """Gallery rows (quantity, ours, paper) from the saved results."""
     free, frozen = results["transformer"]["free"], results["transformer"]["wo2_frozen"]
-    order = results["probe_steps_to_0.9"]
-    reached = ", ".join(f"{p} {'not within ' + str(free['steps'][-1]) if s is None else s}" for p, s in order.items())
+
+    def reached(label, level):
+        steps, last = results["probe_steps"][label], results["transformer"][label]["steps"][-1]
+        return ", ".join(f"{p} {s[str(level)] if s[str(level)] is not None else f'not within {last}'}"
+                         for p, s in steps.items())
     compared = results["mosaic_vs_gpt"]
 
     def final(name):
@@ -159,7 +173,12 @@ def summary(results: dict) -> list[tuple[str, str, str]]:
 
     return [
         ("transformer in-context accuracy (final)", f"{free['in_context_accuracy'][-1]:.3f}", "≥ 0.95; near 1 after a few hundred steps"),
-        ("step at which each probe first reaches 0.9", reached, "W_O² first, then W_K², W_K¹ last; t < 64 before all t"),
+        ("5 fixed triggers: step at which each probe first reaches 0.9", reached("free", 0.9),
+         "W_O² first, then W_K², W_K¹ last; t < 64 before all t"),
+        ("triggers drawn per sequence: step at which each probe first reaches 0.5", reached("random_triggers", 0.5),
+         "W_O² first, then W_K², W_K¹ last"),
+        ("triggers drawn per sequence: in-context accuracy (final)",
+         f"{results['transformer']['random_triggers']['in_context_accuracy'][-1]:.3f}", "—"),
         (f"W_O² frozen until step {frozen['freeze_wo2_until']}: in-context accuracy (final)",
          f"{frozen['in_context_accuracy'][-1]:.3f}", "learning waits for W_O²"),
         ("accuracy with trigger outputs drawn from π_b", f"{results['generalisation']['bigram_outputs']:.3f}",

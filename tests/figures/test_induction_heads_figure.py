@@ -18,8 +18,8 @@ def test_files_and_numbers(results_dir):
         for suffix in ("png", "pdf", "json"):
             assert (results_dir / f"{stem}.{suffix}").stat().st_size > 0
     results = json.loads((results_dir / "results.json").read_text())
-    assert finite({k: v for k, v in results.items() if k != "probe_steps_to_0.9"})
-    assert set(results["transformer"]) == {"free", "wo2_frozen"}
+    assert finite({k: v for k, v in results.items() if k != "probe_steps"})
+    assert set(results["transformer"]) == {"free", "wo2_frozen", "random_triggers"} == set(results["probe_steps"])
     assert set(results["mosaic_vs_gpt"]) == set(induction_heads.COMPARED)
     for curve in results["transformer"].values():
         assert set(induction_heads.PROBES) <= set(curve) and len(curve["steps"]) == 2
@@ -48,7 +48,11 @@ def test_quick_preset_one_layer_mosaic_learns_the_induction_head(tmp_path):
     results = induction_heads.compute(induction_heads.PRESETS["quick"], tmp_path, progress=False)
     free, frozen = results["transformer"]["free"], results["transformer"]["wo2_frozen"]
     assert free["in_context_accuracy"][-1] > 0.93
-    assert results["probe_steps_to_0.9"]["W_O2"] is not None
+    assert results["probe_steps"]["free"]["W_O2"]["0.9"] is not None
+    # With triggers drawn per sequence W_K² must store every token: W_O² is learned first, W_K¹ last.
+    steps = {p: s["0.5"] for p, s in results["probe_steps"]["random_triggers"].items()}
+    never = float("inf")
+    assert steps["W_O2"] is not None and steps["W_O2"] < (steps["W_K2"] or never) < (steps["W_K1"] or never)
     assert free["W_K1_t<64"][-1] > free["W_K1"][-1] + 0.3
     while_frozen = [k for s, k in zip(frozen["steps"], frozen["W_K2"]) if s < frozen["freeze_wo2_until"]]
     assert max(while_frozen) == 0.0 and frozen["W_K2"][-1] == 1.0
@@ -59,5 +63,5 @@ def test_quick_preset_one_layer_mosaic_learns_the_induction_head(tmp_path):
 
 def test_gallery_summary_reports_every_claim(results_dir):
     rows = induction_heads.summary(json.loads((results_dir / "results.json").read_text()))
-    assert len(rows) == 7 and all(isinstance(c, str) and c for row in rows for c in row)
+    assert len(rows) == 9 and all(isinstance(c, str) and c for row in rows for c in row)
     assert any(q.startswith("one-layer mosaic") for q, _, _ in rows)
