@@ -59,9 +59,9 @@ def build_page(results_roots: list[Path], images_dir: Path, page: Path) -> str:
         "Presets: `tiny` (the tests, seconds), `quick` (a 2-core CPU), `paper` (the published settings; use a GPU).",
         "This page is written by `python -m figures.gallery --results figures/out ...` from saved results;",
         f"the images below are copies kept in `figures/gallery/`. Machine: {machine}.", "",
-        "In the tables, *paper* quotes the published figures and numbers (SPEC.md §5–§6) or the target the",
-        "issue set; *ours* comes from the preset named above, which trains smaller models for fewer steps than",
-        "the paper did, so agreement is to be read in direction and ordering, not to the decimal.", "",
+        "In the tables, *paper* quotes the published figures and numbers (SPEC.md §5–§6) or the target we hold",
+        "the reproduction to; *ours* comes from the preset named in each section. The quick preset trains smaller",
+        "models for fewer steps than the paper did: read its agreement in direction and ordering, not to the decimal.", "",
     ]
     sections = [family_section(path.name, path, images_dir, page.parent) for path in present]
     return "\n".join(header) + "\n" + "\n".join(sections)
