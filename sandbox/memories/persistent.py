@@ -72,10 +72,11 @@ class PersistentMemory(HookPoints, nn.Module):
         if path == "fast":
             # The slots are shared by every sequence: all B·T queries of a unit go against its N slots
             # in one call, so neither the slots nor their gradients are copied per sequence.
-            queries = keys.movedim(-3, 0).reshape(1, self.units, -1, self.width)  # (1, U, B·T, h)
+            by_unit = keys.movedim(-3, 0)  # (U, B, T, h)
+            queries = by_unit.reshape(1, self.units, -1, self.width)  # (1, U, B·T, h)
             with trusted_inputs():
                 outputs = self.memory.retrieve(queries, slot_keys[None], slot_values[None], beta / 2)
-            outputs = outputs[0].reshape(keys.movedim(-3, 0).shape).movedim(0, -3)  # (B, U, T, h)
+            outputs = outputs[0].reshape(by_unit.shape).movedim(0, -3)  # (B, U, T, h)
         else:  # the definition: softmax(β_u k·M_k) M_v, written out
             outputs = self.slot_weights(keys, slot_keys, beta) @ slot_values
         if self.wants("weights"):

@@ -28,8 +28,7 @@ class Generating(nn.Module):
     @torch.no_grad()
     def step_outputs(self, inputs: torch.Tensor) -> torch.Tensor:
         """Outputs (B, T, ...) computed one position at a time through the cache (for checking)."""
-        cache: dict = {}
-        return torch.stack([self.step(inputs[:, t], cache) for t in range(inputs.shape[1])], 1)
+        return Generating.prefill(self, inputs, {})
 
     @torch.no_grad()
     def generate(self, prompt: torch.Tensor, steps: int, *, sample: bool = False,
