@@ -13,6 +13,7 @@ the gradient and every model needs many more steps).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -64,10 +65,9 @@ def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
         return {**memory_probes(model, triggers), **attention_probes(model, task.batch("val", 0, 16).inputs)}
 
     transformer = {}
-    for label, freeze, random_triggers in TRANSFORMER_RUNS:
-        freeze = preset["freeze_until"] if freeze else 0
-        run_task = BigramConfig(seq_len=preset["seq_len"], loss_on="predictable", random_triggers=random_triggers)
-        config = RunConfig(task=run_task, model=InductionConfig(d=preset["d"], freeze_wo2_until=freeze),
+    for label, frozen, random_triggers in TRANSFORMER_RUNS:
+        freeze = preset["freeze_until"] if frozen else 0
+        config = RunConfig(task=replace(task, random_triggers=random_triggers), model=InductionConfig(d=preset["d"], freeze_wo2_until=freeze),
                            train=TrainConfig(steps=preset["steps"], batch_size=preset["batch_size"], optimizer="sgd",
                                              lr=preset["lr"], momentum=0.9, weight_decay=1e-4, schedule="constant",
                                              eval_every=preset["eval_every"], eval_batches=2, log_every=preset["eval_every"]),
@@ -167,8 +167,8 @@ def summary(results: dict) -> list[tuple[str, str, str]]:
     compared = results["mosaic_vs_gpt"]
 
     def final(name):
-        curve, reached = compared[name], compared[name]["steps_to_0.95"]
-        when = f"0.95 at step {reached}" if reached is not None else f"below 0.95 for all {curve['steps'][-1]} steps"
+        curve, step = compared[name], compared[name]["steps_to_0.95"]
+        when = f"0.95 at step {step}" if step is not None else f"below 0.95 for all {curve['steps'][-1]} steps"
         return f"{curve['in_context_accuracy'][-1]:.3f} ({when})"
 
     return [
