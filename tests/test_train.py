@@ -51,7 +51,8 @@ def test_run_directory_contents(tmp_path):
 def test_training_reduces_the_loss(tmp_path):
     result = run(tmp_path, "train.steps=60", "train.eval_every=0", "model.dropout=0.0", "train.lr=1e-2")
     train_losses = [x["loss"] for x in result.history if x["split"] == "train"]
-    assert sum(train_losses[-3:]) < 0.75 * sum(train_losses[:3])
+    # The small initial read-out starts near the zero prediction, not at a large random loss.
+    assert sum(train_losses[-3:]) < 0.8 * sum(train_losses[:3])
 
 
 def test_callbacks_add_metrics(tmp_path):

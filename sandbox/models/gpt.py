@@ -2,7 +2,8 @@
 
 Learned positional embeddings, multi-head causal self-attention (fused `scaled_dot_product_attention`),
 a 4d GELU MLP, LN before each sublayer and at the end, and an output head tied to the embedding (or
-linear read-in/read-out for continuous inputs). Generation keeps a key/value cache per layer.
+linear read-in/read-out for continuous inputs), initialised as GPT-2 (`sandbox.models.init`).
+Generation keeps a key/value cache per layer.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from torch import nn
 
 from sandbox.layers import HookPoints, Inspectable
 from sandbox.models.generation import Generating
+from sandbox.models.init import reference_init
 
 
 class SelfAttention(HookPoints, nn.Module):
@@ -79,6 +81,8 @@ class GPT(Generating, Inspectable):
         self.blocks = nn.ModuleList(GPTBlock(d, heads, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(dropout)
+        reference_init(self, layers=layers, residual=("attn.proj", "mlp.2"),
+                       tied="read_in" if vocab_size is not None else None)
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         h = self.norm(h)

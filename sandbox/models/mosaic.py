@@ -19,6 +19,7 @@ from sandbox.layers import Inspectable
 from sandbox.memories.contextual import ContextualMemory, unit
 from sandbox.memories.persistent import PersistentMemory
 from sandbox.models.generation import Generating
+from sandbox.models.init import reference_init
 
 
 def _split_step(memory, x: torch.Tensor, mapping) -> torch.Tensor:
@@ -111,6 +112,8 @@ class MemoryMosaic(Generating, Inspectable):
         self.blocks = nn.ModuleList(MosaicBlock(d, units, slots, dropout, **memory_options) for _ in range(layers))
         self.norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(dropout)
+        reference_init(self, layers=layers, residual=("cmem.out_map", "pmem.out_map"),
+                       tied="read_in" if vocab_size is not None else None)
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         h = self.norm(h)
