@@ -43,7 +43,9 @@ class Draw:
 
     @property
     def value_scale(self) -> float:
-        return 1.0 + float(self.values.abs().max())
+        """max |v|: tolerances scale with the values themselves, so values of 1e-3 get a tolerance
+        1e-3 times that of values of 1 (a `1 +` here would make small-valued draws vacuous)."""
+        return float(self.values.abs().max())
 
     def output_tol(self, factor: float = 1.0) -> float:
         """Absolute tolerance on outputs when two computations of the same weights differ only by

@@ -13,10 +13,17 @@ import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from torch.autograd.gradcheck import GradcheckError
 
 from strategies import EPS, MEMORIES, Draw, log_uniform, memory, normalise, retrievals
 
 per_memory = pytest.mark.parametrize("name", MEMORIES)
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor, atol: float, claim: str) -> None:
+    """assert_close with rtol=0 whose message starts with the claim it checks (the broken-memory
+    meta-tests require that message, so a crash cannot pass for a caught bug)."""
+    torch.testing.assert_close(actual, expected, rtol=0, atol=atol, msg=lambda detail: f"{claim}\n{detail}")
 
 
 def retrieve(name: str, d: Draw, **changes) -> torch.Tensor:
@@ -31,13 +38,13 @@ def test_1_convex_combination(name, data):
     m = memory(name)
     d = data.draw(retrievals(m.unit_sphere))
     weights = m.weights(d.queries, d.keys, d.beta)  # (..., Tq, N)
-    assert (weights >= 0).all()
+    assert (weights >= 0).all(), "claim 1: a weight is negative"
     n = d.keys.shape[-2]
-    torch.testing.assert_close(weights.sum(-1), torch.ones_like(weights[..., 0]), rtol=0, atol=16 * EPS * n)
+    close(weights.sum(-1), torch.ones_like(weights[..., 0]), 16 * EPS * n, "claim 1: the weights do not sum to 1")
     out = retrieve(name, d)  # (..., Tq, dv)
     slack = 16 * EPS * n * d.value_scale
-    assert (out >= d.values.amin(-2, keepdim=True) - slack).all()
-    assert (out <= d.values.amax(-2, keepdim=True) + slack).all()
+    assert (out >= d.values.amin(-2, keepdim=True) - slack).all(), "claim 1: an output is below the values' minimum"
+    assert (out <= d.values.amax(-2, keepdim=True) + slack).all(), "claim 1: an output is above the values' maximum"
 
 
 # 2. Permuting the stored pairs, or storing each pair twice, leaves f unchanged.
@@ -49,8 +56,8 @@ def test_2_permutation_and_duplication(name, data):
     perm = torch.tensor(data.draw(st.permutations(range(d.keys.shape[-2]))))
     permuted = retrieve(name, d, keys=d.keys[..., perm, :], values=d.values[..., perm, :])
     doubled = retrieve(name, d, keys=torch.cat([d.keys, d.keys], -2), values=torch.cat([d.values, d.values], -2))
-    torch.testing.assert_close(permuted, out, rtol=0, atol=d.output_tol())
-    torch.testing.assert_close(doubled, out, rtol=0, atol=d.output_tol())
+    close(permuted, out, d.output_tol(), "claim 2: permuting the pairs changed f")
+    close(doubled, out, d.output_tol(), "claim 2: storing every pair twice changed f")
 
 
 # 3. Constant values give that constant; f(a·v + b) = a·f(v) + b.
@@ -59,10 +66,13 @@ def test_2_permutation_and_duplication(name, data):
 def test_3_constants_and_affine_in_values(name, data, a, b):
     d = data.draw(retrievals(memory(name).unit_sphere))
     constant = torch.full_like(d.values, b)
-    torch.testing.assert_close(retrieve(name, d, values=constant), torch.full_like(retrieve(name, d), b),
-                               rtol=0, atol=1e-13 * (1 + abs(b)) * d.keys.shape[-2])
+    n = d.keys.shape[-2]
+    close(retrieve(name, d, values=constant), torch.full_like(retrieve(name, d), b), 1e-13 * (1 + abs(b)) * n,
+          "claim 3: constant values do not give that constant")
     out, affine = retrieve(name, d), retrieve(name, d, values=a * d.values + b)
-    torch.testing.assert_close(affine, a * out + b, rtol=0, atol=(abs(a) + abs(b) + 1) * d.output_tol())
+    # The offset b adds only the rounding of a sum of weights that is 1 to within n·eps.
+    close(affine, a * out + b, (abs(a) + 1) * d.output_tol() + 1e-13 * abs(b) * n,
+          "claim 3: f(a·v + b) differs from a·f(v) + b")
 
 
 # 4. Translating keys and query by one vector leaves the weights unchanged (whole-space memories);
@@ -80,12 +90,12 @@ def test_4_translation_and_rotation_invariance(name, data):
         shift = torch.randn(dk, generator=gen, dtype=torch.float64) * d.spread  # (dk,)
         moves["translation"] = lambda x: x + shift
     weights, out = m.weights(d.queries, d.keys, d.beta), retrieve(name, d)
-    for move in moves.values():
+    for what, move in moves.items():
         moved_keys, moved_queries = move(d.keys), move(d.queries)
-        torch.testing.assert_close(m.weights(moved_queries, moved_keys, d.beta), weights,
-                                   rtol=0, atol=4 * d.output_tol() / d.value_scale)
-        torch.testing.assert_close(retrieve(name, d, queries=moved_queries, keys=moved_keys), out,
-                                   rtol=0, atol=4 * d.output_tol())
+        close(m.weights(moved_queries, moved_keys, d.beta), weights, 4 * d.output_tol() / d.value_scale,
+              f"claim 4: a {what} of keys and queries changed the weights")
+        close(retrieve(name, d, queries=moved_queries, keys=moved_keys), out, 4 * d.output_tol(),
+              f"claim 4: a {what} of keys and queries changed f")
 
 
 # 5. β -> 0 gives the mean of the values; β -> ∞ the value of the nearest key (mean over ties).
@@ -96,14 +106,15 @@ def test_5_bandwidth_limits(name, data):
     sq_dist = (d.queries[..., :, None, :] - d.keys[..., None, :, :]).pow(2).sum(-1)  # (..., Tq, N)
     tiny = 1e-14 / max(d.max_sq_dist, 1e-300)
     mean = d.values.mean(-2, keepdim=True).expand(*d.queries.shape[:-1], d.values.shape[-1])
-    torch.testing.assert_close(retrieve(name, d, beta=tiny), mean, rtol=0, atol=1e-12 * d.value_scale)
+    close(retrieve(name, d, beta=tiny), mean, 1e-12 * d.value_scale, "claim 5: β → 0 does not give the mean of the values")
 
     nearest = sq_dist == sq_dist.amin(-1, keepdim=True)  # (..., Tq, N) exact ties only
     gap = torch.where(nearest, torch.inf, sq_dist - sq_dist.amin(-1, keepdim=True)).amin()
     assume(not torch.isfinite(gap) or gap > 1e-9 * max(d.max_sq_dist, 1e-300))  # no near-ties
     huge = 60.0 / float(gap) if torch.isfinite(gap) else 1.0  # others weigh at most N·e^-60
     expected = (nearest.double() @ d.values) / nearest.sum(-1, keepdim=True)
-    torch.testing.assert_close(retrieve(name, d, beta=huge), expected, rtol=0, atol=1e-12 * d.value_scale * d.keys.shape[-2])
+    close(retrieve(name, d, beta=huge), expected, 1e-12 * d.value_scale * d.keys.shape[-2],
+          "claim 5: β → ∞ does not give the value of the nearest key")
 
 
 # 6. For unit-norm keys and queries the Gaussian weights are softmax(2β q·k): dot-product attention.
@@ -113,7 +124,8 @@ def test_6_unit_norm_keys_give_softmax_attention(name, data):
     d = data.draw(retrievals(unit_sphere=True))
     beta = d.beta[..., None, None] if isinstance(d.beta, torch.Tensor) else d.beta
     attention = torch.softmax(2 * beta * d.queries @ d.keys.transpose(-1, -2), -1)  # (..., Tq, N)
-    torch.testing.assert_close(retrieve(name, d), attention @ d.values, rtol=0, atol=d.output_tol())
+    close(retrieve(name, d), attention @ d.values, d.output_tol(),
+          "claim 6: on the unit sphere f is not softmax(2β q·k) attention")
 
 
 # 7. Gradients w.r.t. queries, keys, values and β pass gradcheck in float64.
@@ -131,8 +143,11 @@ def test_7_gradcheck(name, data, masked):
     queries, keys = d.queries / d.spread, d.keys / d.spread
     inputs = [t.clone().requires_grad_() for t in (queries, keys, d.values)] + [beta]
     m = memory(name)
-    assert torch.autograd.gradcheck(lambda q, k, v, b: m.retrieve(q, k, v, b, mask=mask), inputs,
-                                    eps=1e-6, atol=1e-5, rtol=1e-4)
+    try:
+        torch.autograd.gradcheck(lambda q, k, v, b: m.retrieve(q, k, v, b, mask=mask), inputs,
+                                 eps=1e-6, atol=1e-5, rtol=1e-4)
+    except GradcheckError as error:
+        raise AssertionError(f"claim 7: analytic and numerical gradients differ\n{error}") from error
 
 
 # 8. Storing pairs one at a time (or in chunks) and querying equals the batch form.
@@ -147,7 +162,7 @@ def test_8_streaming_equals_batch(name, data):
         size = data.draw(st.integers(1, n - start))
         stream.store(d.keys[..., start:start + size, :], d.values[..., start:start + size, :])
         start += size
-    torch.testing.assert_close(stream.outputs(), retrieve(name, d), rtol=0, atol=d.output_tol())
+    close(stream.outputs(), retrieve(name, d), d.output_tol(), "claim 8: streaming differs from the batch form")
 
 
 # 9. In the sequence form the output at t depends on no input after t (and, excluding the current
@@ -167,14 +182,15 @@ def test_9_causality(name, data, exclude_current):
                                                  allow_unused=True, materialize_grads=True)
         else:  # an output built without the inputs (e.g. y_1 = 0 alone) depends on none of them
             grad_k, grad_v = torch.zeros_like(keys), torch.zeros_like(values)
-        assert torch.count_nonzero(grad_k[..., t + 1:, :]) == 0
+        assert torch.count_nonzero(grad_k[..., t + 1:, :]) == 0, "claim 9: the output at t depends on a later key"
         last_seen = t if exclude_current else t + 1
-        assert torch.count_nonzero(grad_v[..., last_seen:, :]) == 0
+        assert torch.count_nonzero(grad_v[..., last_seen:, :]) == 0, "claim 9: the output at t depends on an unseen value"
         if last_seen == 0:
-            assert torch.count_nonzero(out[..., t, :]) == 0
+            assert torch.count_nonzero(out[..., t, :]) == 0, "claim 9: the output with nothing seen is not 0"
         else:
             prefix = m.retrieve(d.keys[..., t:t + 1, :], d.keys[..., :last_seen, :], d.values[..., :last_seen, :], d.beta)
-            torch.testing.assert_close(out[..., t:t + 1, :].detach(), prefix, rtol=0, atol=d.output_tol())
+            close(out[..., t:t + 1, :].detach(), prefix, d.output_tol(),
+                  "claim 9: the output at t differs from retrieval from the prefix")
 
 
 # 10. Consistency: on y = g(x) + noise the error to g shrinks as n grows with β = β₀ n^{2/(p+4)}.
@@ -198,4 +214,5 @@ def test_10_consistency(name, seed, frequency, noise):
             replicates.append(float((fit - g(grid)).pow(2).mean()))
         errors.append(sum(replicates) / len(replicates))
     # The squared error falls like n^{-4/5}: a factor ~5 per 8× more data; ask for a factor 1.5.
-    assert errors[1] < errors[0] / 1.5 and errors[2] < errors[1] / 1.5, errors
+    assert errors[1] < errors[0] / 1.5 and errors[2] < errors[1] / 1.5, \
+        f"claim 10: the error does not shrink as n grows: {errors}"

@@ -1,11 +1,15 @@
-"""The property suite can fail: each claim is run on a deliberately broken memory and must reject it.
+"""The property suite can fail: each claim is run on a deliberately broken memory and must reject it
+with its own assertion.
 
-Without this file a claim that silently passes everything would look like a claim that holds.
+Without this file a claim that silently passes everything would look like a claim that holds. A
+rejection counts only when every failure hypothesis reports is an `AssertionError` whose message is
+one of the checks of that claim the bug is meant to trip; a crash (TypeError, a shape error, an
+unrelated AssertionError), a flaky failure or a hypothesis error fails the meta-test instead.
 """
 
 import pytest
 import torch
-from torch.autograd.gradcheck import GradcheckError
+from hypothesis.errors import FlakyFailure, HypothesisException
 
 import test_claims as claims
 from sandbox.memories import KernelMemory, strict_past_mask
@@ -27,9 +31,6 @@ class OrderBias(KernelMemory):
 
 class DotProductEverywhere(KernelMemory):
     """softmax(2β q·k) off the unit sphere: right on unit keys, wrong after a translation."""
-
-    def log_kernel(self, sq_dist, beta):
-        raise AssertionError("unused")
 
     def weights(self, queries, keys, beta, *, mask=None):
         beta = beta[..., None, None] if isinstance(beta, torch.Tensor) else beta
@@ -88,22 +89,83 @@ class FixedBandwidth(KernelMemory):
         return -1.0 * sq_dist
 
 
-@pytest.mark.parametrize(
-    "claim, broken",
-    [
-        (claims.test_1_convex_combination, NoNormalisation),
-        (claims.test_2_permutation_and_duplication, OrderBias),
-        (claims.test_3_constants_and_affine_in_values, NoNormalisation),
-        (claims.test_4_translation_and_rotation_invariance, DotProductEverywhere),
-        (claims.test_5_bandwidth_limits, FixedBandwidth),
-        (claims.test_6_unit_norm_keys_give_softmax_attention, LaplaceKernel),
-        (claims.test_7_gradcheck, DetachedBeta),
-        (claims.test_8_streaming_equals_batch, LastPairForgotten),
-        (claims.test_9_causality, PeeksAhead),
-        (claims.test_10_consistency, FixedBandwidth),
-    ],
-    ids=lambda x: getattr(x, "__name__", str(x)),
-)
-def test_claim_rejects_a_broken_memory(claim, broken):
-    with pytest.raises((AssertionError, GradcheckError, ExceptionGroup)):
-        claim(broken)
+def leaves(error: BaseException) -> list[BaseException]:
+    """The failures in an exception (group): hypothesis reports several distinct bugs as a group."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]
+
+
+def assert_rejected(run, expected: tuple[str, ...]) -> None:
+    """`run()` must fail, and each of its failures must be an AssertionError whose message starts with
+    one of `expected`; anything else fails the calling test with what was raised instead."""
+    try:
+        run()
+    except (HypothesisException, FlakyFailure) as error:  # flaky, unsatisfiable, health check, ...
+        pytest.fail(f"the claim did not fail cleanly: {type(error).__name__}: {error}")
+    except Exception as error:  # noqa: BLE001 - every other exception is inspected below
+        wrong = [leaf for leaf in leaves(error)
+                 if not (type(leaf) is AssertionError and str(leaf).startswith(expected))]
+        if wrong:
+            shown = "; ".join(f"{type(leaf).__name__}: {str(leaf).splitlines()[0] if str(leaf) else ''!r}"
+                              for leaf in wrong)
+            pytest.fail(f"expected an assertion starting with one of {expected}, got {shown}")
+    else:
+        pytest.fail("the claim passed")
+
+
+CASES = [
+    (claims.test_1_convex_combination, NoNormalisation, ("claim 1: the weights do not sum to 1",)),
+    (claims.test_2_permutation_and_duplication, OrderBias,
+     ("claim 2: permuting the pairs changed f", "claim 2: storing every pair twice changed f")),
+    (claims.test_3_constants_and_affine_in_values, NoNormalisation,
+     ("claim 3: constant values do not give that constant",)),
+    (claims.test_4_translation_and_rotation_invariance, DotProductEverywhere,
+     ("claim 4: a translation of keys and queries changed the weights",)),
+    (claims.test_5_bandwidth_limits, FixedBandwidth,
+     ("claim 5: β → 0 does not give the mean of the values", "claim 5: β → ∞ does not give the value of the nearest key")),
+    (claims.test_6_unit_norm_keys_give_softmax_attention, LaplaceKernel,
+     ("claim 6: on the unit sphere f is not softmax(2β q·k) attention",)),
+    (claims.test_7_gradcheck, DetachedBeta, ("claim 7: analytic and numerical gradients differ",)),
+    (claims.test_8_streaming_equals_batch, LastPairForgotten, ("claim 8: streaming differs from the batch form",)),
+    # With one admissible key its weight is 1 whatever the key: the peek then shows in the value gradient.
+    (claims.test_9_causality, PeeksAhead,
+     ("claim 9: the output at t depends on a later key", "claim 9: the output at t depends on an unseen value")),
+    (claims.test_10_consistency, FixedBandwidth, ("claim 10: the error does not shrink as n grows",)),
+]
+
+
+@pytest.mark.parametrize("claim, broken, expected", CASES, ids=lambda x: getattr(x, "__name__", "-"))
+def test_claim_rejects_a_broken_memory(claim, broken, expected):
+    assert_rejected(lambda: claim(broken), expected)
+
+
+def test_every_claim_has_a_broken_memory():
+    claim_tests = {name for name in dir(claims) if name.startswith("test_")}
+    assert {claim.__name__ for claim, _, _ in CASES} == claim_tests
+
+
+def _raise(error):
+    def run():
+        raise error
+    return run
+
+
+@pytest.mark.parametrize("run", [
+    lambda: None,  # the claim passed
+    _raise(TypeError("a crash is not a caught bug")),
+    _raise(AssertionError("unused")),  # an assertion, but not the claim's
+    _raise(AssertionError("claim 6: on the unit sphere f is not softmax(2β q·k) attention")),  # another claim's
+    _raise(ExceptionGroup("two bugs", [AssertionError("claim 8: streaming differs from the batch form"),
+                                       IndexError("and a crash")])),
+    _raise(FlakyFailure("did not reproduce", [AssertionError("claim 8: streaming differs from the batch form")])),
+], ids=["passes", "crash", "other-assertion", "other-claim", "group-with-crash", "flaky"])
+def test_the_meta_test_accepts_only_the_claims_assertion(run):
+    with pytest.raises(pytest.fail.Exception):
+        assert_rejected(run, ("claim 8: streaming differs from the batch form",))
+
+
+def test_the_meta_test_accepts_the_claims_assertion():
+    message = "claim 8: streaming differs from the batch form"
+    assert_rejected(_raise(AssertionError(f"{message}\ndetails")), (message,))
+    assert_rejected(_raise(ExceptionGroup("two", [AssertionError(message), AssertionError(message)])), (message,))

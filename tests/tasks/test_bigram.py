@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from tasks.bigram import BigramConfig, alias_tables, reference_sequences
+from tasks.bigram import BigramConfig, TriggerBigrams, alias_tables, reference_sequences
 
 
 def chi_square_p(observed: np.ndarray, expected_p: np.ndarray) -> float:
@@ -80,17 +80,47 @@ def test_random_triggers_follow_the_unigram_and_bigram_outputs_follow_pi_b():
     assert chi_square_p(np.bincount(picked.numpy(), minlength=65), task.pi_b[space].numpy()) > 1e-4
 
 
-def test_reference_loop_has_the_same_exact_properties():
-    task = BigramConfig(seq_len=40).build(0)
-    tokens, triggers = reference_sequences(task, np.random.default_rng(0), 6)
-    labels = task.labels(tokens[:, :-1], triggers)
-    for b in range(6):
-        firsts = {}
-        for t in range(40):
-            token = tokens[b, t].item()
-            if labels[b, t] >= 1:
-                firsts.setdefault(token, tokens[b, t + 1].item())
-                assert tokens[b, t + 1] == firsts[token]
+def transitions(tokens: torch.Tensor, triggers: torch.Tensor, vocab_size: int) -> np.ndarray:
+    """(V, V) counts of (token, next token) at positions whose next token is drawn (label <= 1)."""
+    labels = TriggerBigrams.labels(tokens[:, :-1], triggers)
+    drawn = labels <= 1  # (B, T): global draws and first occurrences of triggers
+    pairs = tokens[:, :-1][drawn] * vocab_size + tokens[:, 1:][drawn]
+    return np.bincount(pairs.numpy(), minlength=vocab_size**2).reshape(vocab_size, vocab_size)
+
+
+def same_distribution_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample chi-square (contingency) test on counts a, b over the same cells; sparse cells pooled."""
+    keep = (a + b) >= 10
+    table = np.array([np.append(a[keep], a[~keep].sum()), np.append(b[keep], b[~keep].sum())])
+    table = table[:, table.sum(0) > 0]
+    return stats.chi2_contingency(table).pvalue
+
+
+@pytest.mark.parametrize("random_triggers, outputs", [(False, "uniform"), (True, "bigram")])
+def test_vectorised_generator_matches_the_reference_loop(random_triggers, outputs):
+    """The per-sequence loop is the definition; the vectorised generator (alias tables, one loop over
+    time) must draw the same distribution: first tokens, triggers, every drawn transition (global and
+    trigger outputs) agree by a two-sample test, and in both every trigger repeats its output exactly."""
+    task = BigramConfig(source="dirichlet:6", triggers=2, seq_len=24, random_triggers=random_triggers,
+                        outputs=outputs).build(0)
+    V, B = task.vocab_size, 600
+    ref_tokens, ref_triggers = reference_sequences(task, np.random.default_rng(0), B)
+    fast_tokens, fast_triggers, _ = task.sequences(torch.Generator().manual_seed(0), B)
+    for tokens, triggers in ((ref_tokens, ref_triggers), (fast_tokens, fast_triggers)):
+        assert tokens.shape == (B, task.seq_len + 1) and triggers.shape == (B, 2)
+        hits = tokens[:, :-1, None] == triggers[:, None, :]  # (B, T, K): a trigger at t
+        following = tokens[:, 1:, None].expand_as(hits)  # (B, T, K)
+        highest = torch.where(hits, following, -1).amax(1)  # (B, K)
+        lowest = torch.where(hits, following, V).amin(1)  # (B, K)
+        assert torch.equal(highest[hits.any(1)], lowest[hits.any(1)])  # one output per trigger
+        assert (hits.sum(1) >= 2).sum() > B // 4  # and triggers do repeat: the check has cases
+    count = lambda x: np.bincount(x.flatten().numpy(), minlength=V)  # noqa: E731
+    assert same_distribution_p(count(ref_tokens[:, 0]), count(fast_tokens[:, 0])) > 1e-4
+    assert same_distribution_p(count(ref_triggers), count(fast_triggers)) > 1e-4
+    ref, fast = transitions(ref_tokens, ref_triggers, V), transitions(fast_tokens, fast_triggers, V)
+    assert same_distribution_p(ref.flatten(), fast.flatten()) > 1e-4
+    # Each sample is far from a distorted source: the test has the power to see a wrong table.
+    assert same_distribution_p(ref.flatten(), np.roll(fast, 1, axis=1).flatten()) < 1e-6
 
 
 def test_sources_from_a_text_file_and_dirichlet(tmp_path):
