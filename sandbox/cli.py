@@ -19,6 +19,8 @@ COMMANDS = {
     "tasks": ("sandbox.commands.tasks", "list the registered tasks with their fields and defaults"),
     "train": ("sandbox.commands.train", "train a model on a task with dotted overrides (model.d=128 ...)"),
     "figures": ("sandbox.commands.figures", "reproduce the published figures (results as JSON, then plots)"),
+    "plot": ("sandbox.commands.plot", "overlay the learning curves of run directories (PNG, PDF, JSON)"),
+    "sweep": ("sandbox.commands.sweep", "train a grid of overrides x seeds; table of mean, std and CI; plot"),
 }
 
 

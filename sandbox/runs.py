@@ -1,0 +1,68 @@
+"""Reading run directories back: the resolved config, the metric lines and the curves they make.
+
+A run directory (written by `sandbox.train.train`) holds `config.json` and `metrics.jsonl`, one JSON
+object per line with at least `step` and `split` ("train" or "val"). Everything downstream of
+training — learning curves, sweep tables — reads runs through these functions alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+
+def check_run_dir(run_dir) -> Path:
+    """`run_dir` as a Path, if it holds a metrics.jsonl; otherwise a ValueError naming what is missing."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ValueError(f"run directory {run_dir} does not exist")
+    if not (run_dir / "metrics.jsonl").exists():
+        raise ValueError(f"{run_dir} is not a run directory: it has no metrics.jsonl")
+    return run_dir
+
+
+def read_metrics(run_dir) -> list[dict]:
+    """Every line of `run_dir/metrics.jsonl`, in order; a damaged line is an error naming the line."""
+    path = check_run_dir(run_dir) / "metrics.jsonl"
+    lines = []
+    for number, text in enumerate(path.read_text().splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {number}: not JSON ({err.msg})") from None
+        if not isinstance(line, dict) or "step" not in line or "split" not in line:
+            raise ValueError(f"{path}, line {number}: a metrics line needs 'step' and 'split'")
+        lines.append(line)
+    return lines
+
+
+def curves(run_dir) -> dict[str, dict[str, dict[str, list]]]:
+    """{split: {metric: {"steps": [...], "values": [...]}}} for every finite numeric metric of the run."""
+    out: dict[str, dict[str, dict[str, list]]] = {}
+    for line in read_metrics(run_dir):
+        for key, value in line.items():
+            if key in ("step", "split") or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if not math.isfinite(value):
+                continue
+            curve = out.setdefault(line["split"], {}).setdefault(key, {"steps": [], "values": []})
+            curve["steps"].append(line["step"])
+            curve["values"].append(float(value))
+    return out
+
+
+def final_metrics(run_dir, split: str = "val") -> dict:
+    """The last `split` line of the run (its final evaluation), or {} if there is none."""
+    rows = [line for line in read_metrics(run_dir) if line["split"] == split]
+    return rows[-1] if rows else {}
+
+
+def is_finished(run_dir, steps: int) -> bool:
+    """True when the run reached `steps` and evaluated there (training ends with an evaluation)."""
+    try:
+        return final_metrics(run_dir).get("step") == steps
+    except ValueError:
+        return False
