@@ -1,4 +1,4 @@
-"""One module per published figure family (SPEC.md §5-§6); run them with `sandbox figures NAME`.
+"""One module per published figure family (docs/); run them with `sandbox figures NAME`.
 
 Each module declares `PRESETS` (named settings: `tiny` for the tests, `quick` for a 2-core CPU,
 `paper` for the published settings) and two functions:

@@ -53,13 +53,13 @@ def build_page(results_roots: list[Path], images_dir: Path, page: Path) -> str:
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, torch {torch.__version__}"
     header = [
         "# Figures", "",
-        "One script per published figure family (SPEC.md §5–§6), all training through the shared engine.",
+        "One script per published figure family (docs/), all training through the shared engine.",
         "Each figure is saved as PNG and PDF with the plotted numbers beside it as JSON; plotting reads only",
         "the saved results, so `sandbox figures all --plot-only --out figures/out` redraws without training.", "",
         "Presets: `tiny` (the tests, seconds), `quick` (a 2-core CPU), `paper` (the published settings; use a GPU).",
         "This page is written by `python -m figures.gallery --results figures/out ...` from saved results;",
         f"the images below are copies kept in `figures/gallery/`. Machine: {machine}.", "",
-        "In the tables, *paper* quotes the published figures and numbers (SPEC.md §5–§6) or the target we hold",
+        "In the tables, *paper* quotes the published figures and numbers (docs/) or the target we hold",
         "the reproduction to; *ours* comes from the preset named in each section. The quick preset trains smaller",
         "models for fewer steps than the paper did: read its agreement in direction and ordering, not to the decimal.", "",
     ]

@@ -1,4 +1,4 @@
-"""Induction heads on in-context bigrams with trigger tokens (SPEC.md §5.2).
+"""Induction heads on in-context bigrams with trigger tokens (docs/trigger-bigrams.md).
 
 Part 1, the simplified two-layer transformer: in-context accuracy, global loss and the memory-recall
 probes (W_O², W_K², W_K¹, W_K¹ for t < 64) against training steps, with and without W_O² frozen for
@@ -25,7 +25,7 @@ from sandbox.models import GPTConfig, InductionConfig, MosaicConfig
 from sandbox.train import evaluate, train
 from tasks.bigram import BigramConfig
 
-# SGD momentum 0.9 at lr 2.0 rather than the 0.03 of SPEC.md §5.2: our frozen vectors are N(0, 1/d)
+# SGD momentum 0.9 at lr 2.0 rather than the paper's 0.03 (docs/trigger-bigrams.md): our frozen vectors are N(0, 1/d)
 # (norm about 1), which makes the trained matrices' gradients small. Measured on the quick settings:
 # in-context accuracy after 200 steps 0.18 at lr 0.03, 0.73 at lr 2.0.
 PRESETS = {

@@ -1,4 +1,4 @@
-"""In-context regular languages (SPEC.md §5.4, §6): accuracy and total variation distance on the test
+"""In-context regular languages (docs/regular-languages.md): accuracy and total variation distance on the test
 automata against the number of training automata, for a memory mosaic and a GPT, with the in-context
 2-gram and 3-gram predictors as reference lines and the published numbers beside ours.
 """
@@ -26,7 +26,7 @@ PRESETS = {
                   weight_decay=0.1, mosaic=dict(d=128, layers=2, units=8, persistent_slots=448),
                   gpt=dict(d=128, layers=8, heads=2), dropout=0.05),
 }
-# SPEC.md §6: (accuracy, TVD) of the published mosaic and transformer.
+# docs/regular-languages.md, published numbers: (accuracy, TVD) of the published mosaic and transformer.
 PAPER = {"mosaic": {100: (.925, .57), 500: (.928, .25), 1000: (.934, .215), 2500: (.941, .185), 40000: (.958, .12)},
          "gpt": {100: (.52, .685), 500: (.54, .64), 1000: (.53, .63), 2500: (.925, .23), 40000: (.95, .143)}}
 PAPER_NGRAM = {"2-gram": (.818, .337), "3-gram": (.930, .265)}

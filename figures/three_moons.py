@@ -1,4 +1,4 @@
-"""Three moons (SPEC.md §5.1): one contextual memory layer with 1 unit of width 6 against 3 units of
+"""Three moons (docs/three-moons.md): one contextual memory layer with 1 unit of width 6 against 3 units of
 width 2, trained to predict the next observation of three moons.
 
 Panels: (a) attention of each unit on a validation sequence, with the lags of each moon's period and of

@@ -6,7 +6,7 @@
 #
 #     f(q) = Σᵢ wᵢ(q) vᵢ,    wᵢ(q) = exp(-β‖q - kᵢ‖²) / Σⱼ exp(-β‖q - kⱼ‖²)
 #
-# This is the Nadaraya–Watson estimator of E[V | K = q] (SPEC.md §1). β is the inverse squared
+# This is the Nadaraya–Watson estimator of E[V | K = q] (docs/kernel-regression.md). β is the inverse squared
 # bandwidth: small β averages widely, large β copies the nearest key's value.
 #
 # This notebook is a plain Python file with `# %%` cells: run it as a script

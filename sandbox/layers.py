@@ -11,7 +11,7 @@ from torch import nn
 class ComplexLinear(nn.Module):
     """A linear map made of 2×2 blocks [[a, -b], [b, a]]: a complex matrix acting on (re, im) pairs.
 
-    Used by the three-moons model (SPEC.md §5.1): the modulus |a + ib| of each block says how much
+    Used by the three-moons model (docs/three-moons.md): the modulus |a + ib| of each block says how much
     output pair i reads input pair j, which makes disentanglement visible.
     """
 

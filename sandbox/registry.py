@@ -8,7 +8,7 @@
 A registered memory is a `KernelMemory` subclass constructible without arguments. Every module in
 `sandbox/memories/` is imported on the first lookup, so a file dropped there registers its memories;
 modules named in the environment variable SANDBOX_MEMORY_MODULES (comma-separated) are imported too.
-The property suite (`tests/property/`) runs every claim of SPEC.md §1 on every registered memory, so a
+The property suite (`tests/property/`) runs every claim of docs/kernel-regression.md on every registered memory, so a
 new variant is tested as soon as it registers. Code outside the package can also be used without
 registering, by dotted path: `get_memory("pkg.mod:Class")` (or `"pkg.mod.Class"`).
 """

@@ -1,4 +1,4 @@
-"""Task generators, one file each (SPEC.md §5): seeded, vectorised batch streams and their metrics."""
+"""Task generators, one file each (docs/): seeded, vectorised batch streams and their metrics."""
 
 from tasks import bigram, disentangle, recall, regular_languages, three_moons  # noqa: F401  (importing a task module registers it)
 from tasks.base import Batch, Task

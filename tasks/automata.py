@@ -1,4 +1,4 @@
-"""Random probabilistic automata for the in-context regular-language task (SPEC.md §5.4).
+"""Random probabilistic automata for the in-context regular-language task (docs/regular-languages.md).
 
 An automaton here is a partial DFA over the letters 1..18 whose states all accept and whose start is
 state 0: its language is prefix-closed, a string is accepted when it can be read. Random automata are
@@ -50,7 +50,7 @@ class Automaton:
 
 
 def random_automaton(rng: np.random.Generator) -> Automaton:
-    """SPEC.md §5.4: 4..12 states, an alphabet of 4..18 letters, 1..3 edges per state with distinct
+    """docs/regular-languages.md: 4..12 states, an alphabet of 4..18 letters, 1..3 edges per state with distinct
     symbols and distinct targets other than the state itself."""
     states = int(rng.integers(MIN_STATES, MAX_STATES + 1))
     alphabet = rng.choice(LETTERS, size=int(rng.integers(MIN_ALPHABET, MAX_ALPHABET + 1)), replace=False)

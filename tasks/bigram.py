@@ -1,4 +1,4 @@
-"""In-context bigrams with trigger tokens: the induction-head task (SPEC.md §5.2).
+"""In-context bigrams with trigger tokens: the induction-head task (docs/trigger-bigrams.md).
 
 A global bigram source (π_u, π_b) generates text, except after K trigger tokens: each sequence draws
 one output per trigger, and every occurrence of a trigger is followed by that output. The global

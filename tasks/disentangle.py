@@ -1,4 +1,4 @@
-"""More disentanglement toys (SPEC.md §5.3), each stating its ground-truth factorisation.
+"""More disentanglement toys (docs/three-moons.md), each stating its ground-truth factorisation.
 
 `oscillators`: K independent oscillators with chosen periods and independent random phases per
 sequence; observation noise and a random orthogonal mixing (which a model must undo) on request.

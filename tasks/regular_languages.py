@@ -1,4 +1,4 @@
-"""In-context regular languages, RegBench style (SPEC.md §5.4).
+"""In-context regular languages, RegBench style (docs/regular-languages.md).
 
 Vocabulary: 0 = padding '.', 1..18 = letters a..r, 19 = separator '|'. A sequence joins 10..19
 strings of length 1..49 drawn from one automaton (each next symbol uniform over the current state's

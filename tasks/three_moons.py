@@ -1,4 +1,4 @@
-"""Three moons: predictive disentanglement (SPEC.md §5.1).
+"""Three moons: predictive disentanglement (docs/three-moons.md).
 
 Each moon j circles with period p_j; the observation at step t stacks, for every moon,
 (sin(2πτ/p_j + 0.3), cos(2πτ/p_j + 0.3)) with τ = dt·(t + offset). Period triples come from
@@ -143,7 +143,7 @@ class ThreeMoons(Task):
         return Batch(obs[:, :-1], obs[:, 1:], extras={"periods": periods.float()})
 
     def loss(self, outputs, batch) -> torch.Tensor:
-        """mean(clip(ŷ - y, ±0.5)²): large early errors do not dominate (SPEC.md §5.1)."""
+        """mean(clip(ŷ - y, ±0.5)²): large early errors do not dominate (docs/three-moons.md)."""
         return (outputs - batch.targets).clamp(-OBSERVATION_CLIP, OBSERVATION_CLIP).pow(2).mean()
 
     def metrics(self, outputs, batch) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""What each memory unit reads (SPEC.md §5.1): block energies, disentanglement score, attention lags.
+"""What each memory unit reads (docs/metrics.md): block energies, disentanglement score, attention lags.
 
 With complex 2×2-block maps, block (i, j) of W_φ says how much key pair i reads observation pair j
 (moon j). A unit owns some key pairs; its energy on moon j is the sum of its blocks' squared moduli

@@ -1,4 +1,4 @@
-"""Free-running prediction error as a function of the context a model has seen (SPEC.md §5.1 (b))."""
+"""Free-running prediction error as a function of the context a model has seen (docs/metrics.md)."""
 
 from __future__ import annotations
 

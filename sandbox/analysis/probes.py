@@ -1,4 +1,4 @@
-"""Memory-recall and attention probes of the induction-head transformer (SPEC.md §5.2).
+"""Memory-recall and attention probes of the induction-head transformer (docs/metrics.md).
 
 A trained matrix W is read as an associative memory between random embeddings: its recall score is
 
@@ -66,7 +66,7 @@ def attention_probes(model, tokens: torch.Tensor) -> dict[str, float]:
 
 
 def memory_capacity(d: int, n: int, seed: int = 0) -> float:
-    """Recall accuracy of W = Σ_i v_{f(i)} u_iᵀ with u, v ~ N(0, I/d) and a random map f (SPEC.md §5.2)."""
+    """Recall accuracy of W = Σ_i v_{f(i)} u_iᵀ with u, v ~ N(0, I/d) and a random map f (docs/trigger-bigrams.md)."""
     gen = torch.Generator().manual_seed(seed)
     u = torch.randn(n, d, generator=gen, dtype=torch.float64) / d**0.5
     v = torch.randn(n, d, generator=gen, dtype=torch.float64) / d**0.5

@@ -1,4 +1,4 @@
-"""`sandbox demo`: the reference memory as a kernel smoother of a noisy 1-D function (SPEC.md §1).
+"""`sandbox demo`: the reference memory as a kernel smoother of a noisy 1-D function (docs/kernel-regression.md).
 
 Fits Nadaraya-Watson regressions with several bandwidths and one chosen by leave-one-out
 cross-validation, prints each one's error to the true function and saves a picture of the fits.

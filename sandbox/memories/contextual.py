@@ -1,4 +1,4 @@
-"""Contextual memory: the memory unit of a Memory Mosaic, the analogue of an attention head (SPEC.md §2).
+"""Contextual memory: the memory unit of a Memory Mosaic, the analogue of an attention head (docs/contextual-and-persistent-memory.md).
 
     keys     k̄_t = W_φ x_t + λ k̄_{t-1},        k_t = k̄_t / ‖k̄_t‖           (leaky average of the past)
     values   v̄_t = γ W_ψ x_t + (1-γ) W_ψ x_{t+1}, v_t = α v̄_t / ‖v̄_t‖        (peek one step ahead)
@@ -7,7 +7,7 @@
 Units run in parallel and W_o mixes their outputs. Two paths compute the same function: `reference`
 (the T×T decay matrix for the leaky average and the float64-checked `kernel_regression` with an explicit
 mask) and `fast` (a chunked O(T·C) scan and fused `scaled_dot_product_attention` with the shift-by-one
-trick of SPEC.md §7). Tests hold the fast path to the reference.
+trick of docs/contextual-and-persistent-memory.md). Tests hold the fast path to the reference.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The reference associative memory: Gaussian Nadaraya-Watson kernel regression (SPEC.md §1).
+"""The reference associative memory: Gaussian Nadaraya-Watson kernel regression (docs/kernel-regression.md).
 
     f(q) = Σ_i w_i(q) v_i,   w_i(q) = exp(-β‖q - k_i‖²) / Σ_j exp(-β‖q - k_j‖²)
 
@@ -134,7 +134,7 @@ class OnlineRetrieval:
     """Streaming retrieval: pairs arrive in chunks, the outputs are kept as running log-sum-exp sums.
 
     After storing chunks C_1..C_m, `.outputs()` equals `memory.retrieve(queries, cat(C), ...)`
-    (SPEC.md §1, claim 8) while holding only O(Tq · dv) state, whatever the number of pairs.
+    (claim 8 of docs/kernel-regression.md) while holding only O(Tq · dv) state, whatever the number of pairs.
     """
 
     def __init__(self, memory: KernelMemory, queries: torch.Tensor, beta):

@@ -1,4 +1,4 @@
-"""A scikit-learn style Nadaraya-Watson estimator on top of the reference memory (SPEC.md §1).
+"""A scikit-learn style Nadaraya-Watson estimator on top of the reference memory (docs/kernel-regression.md).
 
     model = NadarayaWatson().fit(x_train, y_train)    # β by leave-one-out cross-validation
     y_hat = model.predict(x_test)                       # numpy in, numpy out; torch in, torch out

@@ -1,4 +1,4 @@
-"""Persistent memory: learned key/value slots that replace the feed-forward layer (SPEC.md §3).
+"""Persistent memory: learned key/value slots that replace the feed-forward layer (docs/contextual-and-persistent-memory.md).
 
     k_t = leaky average of W_φ x_t (own W_φ, as in the contextual memory)
     y_t = Σ_n softmax_n(β_u k_t·M_k[n]) M_v[n]        per unit; no mask, the slots are not in time

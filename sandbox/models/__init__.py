@@ -124,7 +124,7 @@ class GPTConfig:
 @register_model("contextual_layer")
 @dataclass
 class ContextualLayerConfig:
-    """One contextual memory on raw observations (three-moons model, SPEC.md §5.1): by default keys
+    """One contextual memory on raw observations (three-moons model, docs/three-moons.md): by default keys
     W_φ x_t (no leaky average), values W_ψ x_{t+1}, no normalisation, fixed β = 50, complex maps."""
 
     units: int = 3

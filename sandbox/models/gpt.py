@@ -1,4 +1,4 @@
-"""The baseline: a standard pre-norm GPT-2 (SPEC.md §3) of the same width and depth as a mosaic.
+"""The baseline: a standard pre-norm GPT-2 (docs/contextual-and-persistent-memory.md) of the same width and depth as a mosaic.
 
 Learned positional embeddings, multi-head causal self-attention (fused `scaled_dot_product_attention`),
 a 4d GELU MLP, LN before each sublayer and at the end, and an output head tied to the embedding (or

@@ -1,4 +1,4 @@
-"""The simplified two-layer transformer of the induction-head study (SPEC.md §5.2, Bietti et al. 2023).
+"""The simplified two-layer transformer of the induction-head study (docs/trigger-bigrams.md; Bietti et al. 2023).
 
     x_t  = w_E(z_t) + p_t                                    frozen random token and position vectors
     x¹_t = x_t  + Σ_{s<=t} softmax_s(x_tᵀ W_K¹ x_s)   W_O¹ W_V¹ x_s      (W_Q = I; W_O¹, W_V¹ frozen)

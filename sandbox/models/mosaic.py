@@ -1,9 +1,9 @@
-"""Memory Mosaic models (SPEC.md §2-§3).
+"""Memory Mosaic models (docs/contextual-and-persistent-memory.md).
 
 `MemoryMosaic`: token embedding (no positions: the leaky average carries order) or a linear read-in →
 blocks `x += CMem(LN(x)); x += PMem(LN(x))` → LN → tied head (or linear read-out).
 `ContextualLayer`: a single contextual memory acting on the observations themselves, the model of the
-three-moons figure (SPEC.md §5.1).
+three-moons figure (docs/three-moons.md).
 
 Both generate with an incremental cache: each memory keeps its keys, its finished values and the
 *unfinished* last value, which is completed with the true next input before it is ever retrieved.
@@ -97,7 +97,7 @@ class MosaicBlock(nn.Module):
 
 
 class MemoryMosaic(Generating, Inspectable):
-    """A stack of contextual + persistent memory blocks (SPEC.md §3)."""
+    """A stack of contextual + persistent memory blocks (docs/contextual-and-persistent-memory.md)."""
 
     def __init__(self, *, d: int, layers: int, units: int, slots: int, vocab_size: int | None = None,
                  input_dim: int | None = None, output_dim: int | None = None, dropout: float = 0.0,
@@ -139,7 +139,7 @@ class MemoryMosaic(Generating, Inspectable):
 
 
 class ContextualLayer(Generating, Inspectable):
-    """One contextual memory on raw observations: ŷ_t = W_o Σ_{s<t} w_s v_s (SPEC.md §5.1)."""
+    """One contextual memory on raw observations: ŷ_t = W_o Σ_{s<t} w_s v_s (docs/three-moons.md)."""
 
     def __init__(self, *, input_dim: int, output_dim: int, units: int, path: str = "fast", **memory_options):
         super().__init__()

@@ -46,7 +46,7 @@ def test_gallery_summary_has_a_row_per_run_and_baseline(results_dir):
 @pytest.mark.slow
 def test_quick_preset_mosaic_beats_gpt_on_100_automata(tmp_path):
     """The quick preset's smallest N (about 7 minutes): the mosaic learns the languages in context from
-    100 automata, beating the 2-gram baseline's accuracy, where the GPT does not (SPEC.md §6)."""
+    100 automata, beating the 2-gram baseline's accuracy, where the GPT does not (docs/regular-languages.md)."""
     preset = {**regular_languages.PRESETS["quick"], "automata": [100]}
     results = regular_languages.compute(preset, tmp_path, progress=False)
     scores = {r["model"]: r for r in results["runs"]}

@@ -1,4 +1,4 @@
-"""The ten claims of SPEC.md §1, each a test, each run on every registered memory.
+"""The ten claims of docs/kernel-regression.md, each a test, each run on every registered memory.
 
 A memory that registers itself (`sandbox.registry.register_memory`) is tested here without writing a
 test. Claims are checked in float64 with tolerances derived from the rounding of the logits (see
