@@ -105,6 +105,8 @@ class RunConfig:
         overrides = []
         for group in ("task", "model"):
             section = dict(data.pop(group, {}))
+            if "name" in section:  # a config saved by an earlier version: its class says how to read it
+                section = getattr(_lookup(group, section["name"]), "upgrade", lambda saved: saved)(section)
             if "name" in section:
                 overrides.append(f"{group}={section.pop('name')}")
             overrides += [f"{group}.{k}={_format(v)}" for k, v in section.items()]

@@ -1,16 +1,17 @@
-"""Memories plug in by name or by dotted path.
+"""Kernels (the retrieval rule of every memory) plug in by name or by dotted path.
 
-    @register_memory("epanechnikov")
-    class Epanechnikov(KernelMemory):
+    @register_kernel("epanechnikov")
+    class Epanechnikov(Kernel):
+        gives_up = {1: "compact support: no answer far from every key", ...}
         def log_kernel(self, sq_dist, beta):
             return torch.log(torch.clamp(1 - beta * sq_dist, min=0))
 
-A registered memory is a `KernelMemory` subclass constructible without arguments. Every module in
-`sandbox/memories/` is imported on the first lookup, so a file dropped there registers its memories;
+A registered kernel is a `Kernel` subclass constructible without arguments. Every module in
+`sandbox/memories/` is imported on the first lookup, so a file dropped there registers its kernels;
 modules named in the environment variable SANDBOX_MEMORY_MODULES (comma-separated) are imported too.
-The property suite (`tests/property/`) runs every claim of docs/kernel-regression.md on every registered memory, so a
-new variant is tested as soon as it registers. Code outside the package can also be used without
-registering, by dotted path: `get_memory("pkg.mod:Class")` (or `"pkg.mod.Class"`).
+The property suite (`tests/property/`) runs every claim on every registered kernel (those it gives up
+as strict expected failures), so a new variant is tested as soon as it registers. Code outside the
+package can also be used without registering, by dotted path: `get_kernel("pkg.mod:Class")`.
 """
 
 from __future__ import annotations
@@ -60,12 +61,13 @@ class Registry:
         return self.entries.pop(name, default)
 
 
-_MEMORIES = Registry("memory", attribute="registry_name")
+_KERNELS = Registry("kernel", attribute="registry_name")
+_MEMORIES = _KERNELS  # the earlier name
 
 
-def register_memory(name: str):
-    """Class decorator: make the memory available as `name`."""
-    return _MEMORIES.register(name)
+def register_kernel(name: str):
+    """Class decorator: make the kernel available as `name` (in configs: `model.kernel=name`)."""
+    return _KERNELS.register(name)
 
 
 def _load_builtins() -> None:
@@ -78,19 +80,19 @@ def _load_builtins() -> None:
         importlib.import_module(module)
 
 
-def list_memories() -> list[str]:
-    """Names of the registered memories, sorted."""
+def list_kernels() -> list[str]:
+    """Names of the registered kernels, sorted."""
     _load_builtins()
-    return list(_MEMORIES)
+    return list(_KERNELS)
 
 
-def get_memory(name_or_path: str) -> type:
-    """The memory class registered as `name_or_path`, or importable from that dotted path."""
+def get_kernel(name_or_path: str) -> type:
+    """The kernel class registered as `name_or_path`, or importable from that dotted path."""
     if not isinstance(name_or_path, str):
-        raise TypeError(f"memory must be a name or a dotted path, got {type(name_or_path).__name__}")
+        raise TypeError(f"kernel must be a name or a dotted path, got {type(name_or_path).__name__}")
     _load_builtins()
-    if name_or_path in _MEMORIES:
-        return _MEMORIES[name_or_path]
+    if name_or_path in _KERNELS:
+        return _KERNELS[name_or_path]
     module_name, sep, attr = name_or_path.replace(":", ".").rpartition(".")
     if sep:
         try:
@@ -98,6 +100,10 @@ def get_memory(name_or_path: str) -> type:
         except (ImportError, AttributeError):
             pass
     raise ValueError(
-        f"unknown memory {name_or_path!r}: registered memories are {list_memories()}; "
-        "or give a dotted path such as 'mypackage.module:MyMemory'"
+        f"unknown kernel {name_or_path!r}: registered kernels are {list_kernels()}; "
+        "or give a dotted path such as 'mypackage.module:MyKernel'"
     )
+
+
+# The earlier names (a kernel was called a "memory"), kept so that existing variants still register.
+register_memory, list_memories, get_memory = register_kernel, list_kernels, get_kernel

@@ -81,3 +81,15 @@ def check_choice(value, name: str, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value
+
+
+def check_unit_norm(x: torch.Tensor, name: str, *, tol: float = 1e-4) -> torch.Tensor:
+    """`x` if every vector along its last axis has norm 1 (within tol; zero vectors allowed, the
+    normalisation of a zero key); skipped inside `trusted_inputs()`."""
+    if not _TRUSTED.get():
+        norms = x.norm(dim=-1)
+        if not bool(((norms - 1).abs() <= tol).logical_or(norms == 0).all()):
+            raise ValueError(f"{name} must have unit norm along the last axis for a kernel defined on the "
+                             f"unit sphere (norms from {float(norms.min()):.3g} to {float(norms.max()):.3g}); "
+                             "normalise them or choose a whole-space kernel such as 'gaussian' or 'dot_product'")
+    return x

@@ -1,6 +1,6 @@
-"""`sandbox memories`: the registered memories and what each declares."""
+"""`sandbox memories`: the registered kernels, their domain and the claims each gives up."""
 
-from sandbox.registry import get_memory, list_memories
+from sandbox.registry import get_kernel, list_kernels
 
 
 def add_arguments(parser) -> None:
@@ -8,9 +8,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    for name in list_memories():
-        cls = get_memory(name)
+    for name in list_kernels():
+        cls = get_kernel(name)
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         domain = "unit sphere" if cls.unit_sphere else "whole space"
-        print(f"{name:<16} {cls.__module__}.{cls.__qualname__:<28} [{domain}] {doc}")
+        print(f"{name:<18} {cls.__module__}.{cls.__qualname__:<28} [{domain}] {doc}")
+        for claim, reason in sorted(cls.gives_up.items()):
+            print(f"{'':<18}   gives up claim {claim}: {reason}")
     return 0

@@ -1,7 +1,11 @@
-"""Associative memories: the reference kernel regression, contextual and persistent memories."""
+"""Associative memories: kernels (the retrieval rule, one file each), the contextual and persistent
+memories that use them, and the options they share."""
 
 from sandbox.memories.kernel_regression import (
+    CLAIMS,
+    GaussianKernel,
     GaussianMemory,
+    Kernel,
     KernelMemory,
     OnlineRetrieval,
     causal_kernel_regression,
@@ -10,10 +14,15 @@ from sandbox.memories.kernel_regression import (
     strict_past_mask,
 )
 from sandbox.memories.nadaraya_watson import NadarayaWatson
+from sandbox.memories.options import MemoryOptions
 
 __all__ = [
+    "CLAIMS",
+    "GaussianKernel",
     "GaussianMemory",
+    "Kernel",
     "KernelMemory",
+    "MemoryOptions",
     "NadarayaWatson",
     "OnlineRetrieval",
     "causal_kernel_regression",

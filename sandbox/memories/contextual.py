@@ -1,13 +1,21 @@
-"""Contextual memory: the memory unit of a Memory Mosaic, the analogue of an attention head (docs/contextual-and-persistent-memory.md).
+"""Contextual memory: the memory unit of a Memory Mosaic, the analogue of an attention head
+(docs/contextual-and-persistent-memory.md).
 
     keys     k̄_t = W_φ x_t + λ k̄_{t-1},        k_t = k̄_t / ‖k̄_t‖           (leaky average of the past)
     values   v̄_t = γ W_ψ x_t + (1-γ) W_ψ x_{t+1}, v_t = α v̄_t / ‖v̄_t‖        (peek one step ahead)
-    output   y_t = Σ_{s<t} softmax_s(β_u k_t·k_s) v_s,  y_1 = 0              (strict past)
+    output   y_t = Σ_{s<t} w_s(k_t) v_s,  y_1 = 0                          (strict past)
 
-Units run in parallel and W_o mixes their outputs. Two paths compute the same function: `reference`
-(the T×T decay matrix for the leaky average and the float64-checked `kernel_regression` with an explicit
-mask) and `fast` (a chunked O(T·C) scan and fused `scaled_dot_product_attention` with the shift-by-one
-trick of docs/contextual-and-persistent-memory.md). Tests hold the fast path to the reference.
+with w the weights of the configured kernel (by default softmax(2β k_t·k_s), dot-product attention;
+Memory Mosaics, ICLR 2025, §3). Units run in parallel and W_o mixes their outputs. Two paths compute
+the same function: `reference` (the T×T decay matrix for the leaky average, and the kernel's weights
+written out with an explicit mask) and `fast` (a chunked O(T·C) scan and the kernel's own fast causal
+form, fused attention for the dot-product kernels). Tests hold the fast path to the reference for
+every registered kernel.
+
+Generation continues a forward pass: `forward(x, cache=...)` reads and updates a cache (the leaky key
+sum, the keys, the finished values and the raw value of the last position, which is finished with the
+true next input before it is ever retrieved), so the parallel prefill of a prompt and the one-step
+`step` are the same code.
 """
 
 from __future__ import annotations
@@ -19,23 +27,31 @@ import torch.nn.functional as F
 from torch import nn
 
 from sandbox.layers import HookPoints, linear
-from sandbox.memories.kernel_regression import (
-    KernelMemory,
-    as_beta,
-    check_memory_args,
-    kernel_regression,
-    strict_past_mask,
-)
-from sandbox.registry import get_memory, register_memory
+from sandbox.memories.kernel_regression import strict_past_mask
+from sandbox.memories.options import MemoryOptions
 from sandbox.validation import check_choice, check_int, trusted_inputs
 
-BETA_CAP = 10.0  # θ_β is capped so that β_u = e^θ stays finite in half precision
+BETA_CAP = 10.0  # θ_β is capped so that β = e^θ / 2 stays finite in half precision
 NORM_EPS = 1e-12
 
 
 def unit(x: torch.Tensor, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
     """scale · x / ‖x‖ along the last axis (a zero vector stays zero); scale broadcasts to (..., 1)."""
     return x * (scale / x.norm(dim=-1, keepdim=True).clamp_min(NORM_EPS))
+
+
+def learned_beta(log_scale: torch.Tensor) -> torch.Tensor:
+    """The kernel β from its parameter θ_β, the log of the attention scale 2β (capped).
+
+    The memories learn θ_β = log(2β) so that softmax(e^θ k·k') reads as attention with scale e^θ, the
+    papers' parametrisation; this is the one place where that scale becomes the kernel's β.
+    """
+    return torch.exp(log_scale.clamp(max=BETA_CAP)) / 2
+
+
+def past_mask(length: int, past: int, *, device=None) -> torch.Tensor:
+    """(T, P+T-1) bool mask: query i of T new positions, after P earlier ones, sees keys s < P + i."""
+    return torch.ones(length, past + length - 1, dtype=torch.bool, device=device).tril(past - 1)
 
 
 # --- leaky average ---------------------------------------------------------------------------------
@@ -51,15 +67,31 @@ def decay_matrix(log_leak: torch.Tensor, length: int) -> torch.Tensor:
     return powers * (lag >= 0)
 
 
-def leaky_average_reference(x: torch.Tensor, leak: torch.Tensor) -> torch.Tensor:
-    """k̄_t = Σ_{s<=t} λ^{t-s} x_s for x (..., U, T, h) and λ (U,), with the O(T²) decay matrix."""
-    return decay_matrix(torch.log(leak), x.shape[-2]) @ x
+def powers(log_leak: torch.Tensor, length: int) -> torch.Tensor:
+    """(U, T) λ^{i+1} for i = 0..T-1: how much of a state entering a stretch is left at step i."""
+    steps = torch.arange(1, length + 1, device=log_leak.device, dtype=log_leak.dtype)  # (T,)
+    return torch.exp(steps * log_leak[:, None])
 
 
-def leaky_average(x: torch.Tensor, leak: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+def _carry_in(out: torch.Tensor, log_leak: torch.Tensor, initial: torch.Tensor | None) -> torch.Tensor:
+    """out + λ^{t+1} k̄_0 for a state k̄_0 (..., U, h) carried in from before the first step."""
+    if initial is None:
+        return out
+    return out + powers(log_leak, out.shape[-2])[..., None] * initial[..., None, :]
+
+
+def leaky_average_reference(x: torch.Tensor, leak: torch.Tensor, initial: torch.Tensor | None = None) -> torch.Tensor:
+    """k̄_t = Σ_{s<=t} λ^{t-s} x_s (+ λ^{t+1} k̄_0) for x (..., U, T, h), λ (U,), with the O(T²) decay matrix."""
+    log_leak = torch.log(leak)
+    return _carry_in(decay_matrix(log_leak, x.shape[-2]) @ x, log_leak, initial)
+
+
+def leaky_average(x: torch.Tensor, leak: torch.Tensor, chunk: int = 64,
+                  initial: torch.Tensor | None = None) -> torch.Tensor:
     """The same as `leaky_average_reference` by a chunked scan: O(T·C) work and O(C²) extra memory."""
     check_int(chunk, "chunk", low=2)
-    return _chunked_scan(x, torch.log(leak), chunk)
+    log_leak = torch.log(leak)
+    return _carry_in(_chunked_scan(x, log_leak, chunk), log_leak, initial)
 
 
 def _chunked_scan(x: torch.Tensor, log_leak: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -73,8 +105,7 @@ def _chunked_scan(x: torch.Tensor, log_leak: torch.Tensor, chunk: int) -> torch.
     blocks = padded.reshape(*batch, units, n_chunks, chunk, width)  # (..., U, nC, C, h)
     local = _apply_per_unit(decay_matrix(log_leak, chunk), blocks, -4)  # (..., U, nC, C, h) sums in chunks
     carried = _chunked_scan(local[..., -1, :], chunk * log_leak, chunk)  # (..., U, nC, h) state after chunk c
-    steps_in = torch.arange(1, chunk + 1, device=x.device, dtype=x.dtype)  # (C,)
-    into = torch.exp(steps_in * log_leak[:, None])  # (U, C): λ^{i+1} carries the entering state to step i
+    into = powers(log_leak, chunk)  # (U, C): λ^{i+1} carries the entering state to step i
     previous = F.pad(carried, (0, 0, 1, 0))[..., :-1, :]  # (..., U, nC, h) state entering chunk c
     out = local + into[:, None, :, None] * previous[..., None, :]  # (..., U, nC, C, h)
     return out.reshape(*batch, units, n_chunks * chunk, width)[..., :length, :]
@@ -91,78 +122,50 @@ def _apply_per_unit(matrix: torch.Tensor, x: torch.Tensor, unit_axis: int) -> to
     return out.reshape(moved.shape).movedim(1, -2).movedim(0, unit_axis)
 
 
-# --- retrieval rule ----------------------------------------------------------------------------------
-
-@register_memory("gaussian_sphere")
-class SphereGaussianMemory(KernelMemory):
-    """Gaussian kernel on the unit sphere as fused dot-product attention, softmax(2β q·k).
-
-    On unit-norm keys and queries this is exactly the Gaussian kernel (‖q-k‖² = 2 - 2q·k); the toy
-    models that switch normalisation off use the same dot-product form on raw keys.
-    """
-
-    unit_sphere = True
-
-    def retrieve(self, queries, keys, values, beta, *, mask=None):
-        check_memory_args(queries, keys, values, beta, mask)
-        scaled = queries * (2 * as_beta(beta, queries))  # (..., Tq, dk): the scale 2β folded in
-        if mask is None:
-            return F.scaled_dot_product_attention(scaled, keys, values, scale=1.0)
-        # A row with no admissible key would come back NaN: let it see every key, then zero it.
-        admissible = mask.any(-1, keepdim=True)  # (..., Tq, 1)
-        out = F.scaled_dot_product_attention(scaled, keys, values, attn_mask=mask | ~admissible, scale=1.0)
-        return torch.where(admissible, out, torch.zeros_like(out))
-
-    def causal(self, keys, values, beta, *, exclude_current=True):
-        check_memory_args(keys, keys, values, beta)
-        scaled = keys * (2 * as_beta(beta, keys))  # (..., T, dk)
-        if not exclude_current:
-            return F.scaled_dot_product_attention(scaled, keys, values, is_causal=True, scale=1.0)
-        # Strict past without a mask: query t+1 against keys 0..t is ordinary causal attention; y_1 = 0.
-        if keys.shape[-2] == 1:
-            batch = torch.broadcast_shapes(keys.shape[:-1], values.shape[:-1])
-            return values.new_zeros(*batch, values.shape[-1])  # (..., 1, dv)
-        shifted = F.scaled_dot_product_attention(scaled[..., 1:, :], keys[..., :-1, :], values[..., :-1, :],
-                                                 is_causal=True, scale=1.0)  # (..., T-1, dv)
-        return F.pad(shifted, (0, 0, 1, 0))  # (..., T, dv)
-
-
 # --- the memory unit -----------------------------------------------------------------------------------
 
 class ContextualMemory(HookPoints, nn.Module):
-    """`units` contextual memories of width `width` in parallel, reading and writing R^d."""
+    """`units` contextual memories of width `width` in parallel, reading and writing R^d.
 
-    def __init__(self, d: int, units: int, width: int | None = None, *, leak: bool = True,
-                 normalise: bool = True, beta: float | None = None, gamma: float | None = None,
-                 complex_maps: bool = False, memory: str = "gaussian_sphere"):
+    Options come as one `MemoryOptions` (or as its fields by keyword: `ContextualMemory(8, 2, leak=False)`).
+    """
+
+    def __init__(self, d: int, units: int, width: int | None = None, options: MemoryOptions | None = None,
+                 **changes):
         super().__init__()
         check_int(d, "d", low=1)
         check_int(units, "units", low=1)
+        options = MemoryOptions.resolve(options, **changes)
         width = d // units if width is None else check_int(width, "width", low=1)
         if width < 1:
             raise ValueError(f"units must be <= d so that each unit has width >= 1, got d={d}, units={units}")
-        if complex_maps and width % 2:
+        if options.complex_maps and width % 2:
             raise ValueError(f"complex maps need an even unit width (whole 2×2 blocks per unit), got {width}")
-        self.units, self.width, self.normalise = units, width, normalise
-        self.keys_map = linear(d, units * width, complex_maps=complex_maps)  # W_φ
-        self.values_map = linear(d, units * width, complex_maps=complex_maps)  # W_ψ
-        self.out_map = linear(units * width, d, complex_maps=complex_maps)  # W_o
+        self.units, self.width, self.options = units, width, options
+        self.keys_map = linear(d, units * width, complex_maps=options.complex_maps)  # W_φ
+        self.values_map = linear(d, units * width, complex_maps=options.complex_maps)  # W_ψ
+        self.out_map = linear(units * width, d, complex_maps=options.complex_maps)  # W_o
         # λ = e^{-|θ_λ|}, θ_λ spread over [0.5, 5] across units: short and long memories side by side.
-        self.leak_logit = nn.Parameter(torch.linspace(0.5, 5.0, units)) if leak else None
+        self.leak_logit = nn.Parameter(torch.linspace(0.5, 5.0, units)) if options.leak else None
         # γ ∈ (0, 1) learned per unit (sigmoid), or fixed; α = e^{θ_α} scales normalised values.
-        if gamma is None:
+        if options.gamma is None:
             self.gamma_logit = nn.Parameter(torch.logit(torch.empty(units).uniform_(0.05, 0.95)))
         else:
-            self.register_buffer("gamma_fixed", torch.full((units,), float(gamma)))
+            self.register_buffer("gamma_fixed", torch.full((units,), float(options.gamma)))
             self.gamma_logit = None
-        self.alpha_log = nn.Parameter(torch.full((units,), -0.5)) if normalise else None
-        if beta is None:
-            self.beta_log = nn.Parameter(torch.full((units,), 2.0))  # β_u = e^{min(θ_β, 10)} ≈ 7.4
+        self.alpha_log = nn.Parameter(torch.full((units,), -0.5)) if options.normalise else None
+        if options.beta is None:
+            self.beta_log = nn.Parameter(torch.full((units,), 2.0))  # θ_β = log 2β: β ≈ 3.7
         else:
-            self.register_buffer("beta_fixed", torch.full((units,), float(beta)))
+            self.register_buffer("beta_kernel", torch.full((units,), float(options.beta)))
             self.beta_log = None
-        self.memory_name = memory
-        self.memory = get_memory(memory)()
+        self.kernel = options.make_kernel()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints from before the one β convention kept a fixed attention scale 2β as "beta_fixed".
+        if prefix + "beta_fixed" in state_dict:
+            state_dict[prefix + "beta_kernel"] = state_dict.pop(prefix + "beta_fixed") / 2
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # parameters in the words of the maths
     def leak(self) -> torch.Tensor | None:
@@ -172,8 +175,8 @@ class ContextualMemory(HookPoints, nn.Module):
         return self.gamma_fixed if self.gamma_logit is None else torch.sigmoid(self.gamma_logit)  # (U,)
 
     def beta(self) -> torch.Tensor:
-        """β_u, the attention-form scale: on unit keys the Gaussian kernel with β = β_u / 2."""
-        return self.beta_fixed if self.beta_log is None else torch.exp(self.beta_log.clamp(max=BETA_CAP))  # (U,)
+        """The kernel β per unit (U,)."""
+        return self.beta_kernel if self.beta_log is None else learned_beta(self.beta_log)
 
     def hook_points(self) -> list[str]:
         return ["keys", "values", "weights", "outputs"]
@@ -183,50 +186,72 @@ class ContextualMemory(HookPoints, nn.Module):
         return x.unflatten(-1, (self.units, self.width)).transpose(-3, -2)
 
     def features(self, x: torch.Tensor, *, path: str = "fast", state: dict | None = None):
-        """keys (B, U, T, h), values (B, U, T, h) of inputs x (B, T, d).
+        """keys k_t (B, U, T, h), values v_t (B, U, T, h) of inputs x (B, T, d), and the value finished
+        by this call's first input (B, U, 1, h), or None.
 
-        `state`, if given, receives what generation carries on from the last step: the leaky key sum
-        k̄_T before normalisation ("key_state", with a leak) and ṽ_T, whose value v_T is unfinished
-        until x_{T+1} arrives ("pending"); the last value returned here assumes ṽ_{T+1} = 0.
+        `state`, a generation cache, continues an earlier call: it holds the leaky key sum k̄ of the last
+        position ("key_state") and its raw value ṽ ("pending"), whose value is unfinished until the
+        next input arrives; both are updated here. The last value returned assumes ṽ_{T+1} = 0.
         """
+        state = {} if state is None else state
         keys = self.split(self.keys_map(x))  # (B, U, T, h): W_φ x_t
         if self.leak_logit is not None:
             average = leaky_average if path == "fast" else leaky_average_reference
-            keys = average(keys, self.leak().to(keys.dtype))
-            if state is not None:
-                state["key_state"] = keys[..., -1, :]
+            keys = average(keys, self.leak().to(keys.dtype), initial=state.get("key_state"))
+            state["key_state"] = keys[..., -1, :]
         raw = self.split(self.values_map(x))  # (B, U, T, h): ṽ_t = W_ψ x_t
-        if state is not None:
-            state["pending"] = raw[..., -1, :]
+        pending = state.get("pending")
+        state["pending"] = raw[..., -1, :]
+        if pending is not None:
+            raw = torch.cat([pending[..., None, :], raw], -2)  # (B, U, 1+T, h)
         gamma = self.gamma().to(raw.dtype)[:, None, None]  # (U, 1, 1)
-        following = F.pad(raw[..., 1:, :], (0, 0, 0, 1))  # (B, U, T, h): ṽ_{t+1}, ṽ_{T+1} = 0
-        values = torch.lerp(following, raw, gamma)  # (B, U, T, h): γ ṽ_t + (1-γ) ṽ_{t+1}
-        if self.normalise:
+        following = F.pad(raw[..., 1:, :], (0, 0, 0, 1))  # ṽ_{t+1}, ṽ_{T+1} = 0
+        values = torch.lerp(following, raw, gamma)  # γ ṽ_t + (1-γ) ṽ_{t+1}
+        if self.options.normalise:
             keys = unit(keys)
             values = unit(values, torch.exp(self.alpha_log).to(raw.dtype)[:, None, None])  # α v̄ / ‖v̄‖
-        return keys, values
+        if pending is None:
+            return keys, values, None
+        return keys, values[..., 1:, :], values[..., :1, :]
 
-    def retrieve(self, keys, values, *, path: str = "fast") -> torch.Tensor:
-        """(B, U, T, h) outputs over the strict past."""
-        beta = self.beta().to(keys.dtype)  # (U,)
+    def retrieve(self, queries, keys, values, *, mask=None, path: str = "fast") -> torch.Tensor:
+        """(B, U, Tq, h) outputs of the kernel for queries (B, U, Tq, h) over pairs (B, U, N, h)."""
+        beta = self.beta().to(queries.dtype)  # (U,)
+        with trusted_inputs():  # made by this module: shapes are checked, values are not rescanned
+            if path == "fast":
+                return self.kernel.retrieve(queries, keys, values, beta, mask=mask)
+            return self.kernel.weights(queries, keys, beta, mask=mask) @ values  # the definition
+
+    def causal(self, keys, values, *, path: str = "fast") -> torch.Tensor:
+        """(B, U, T, h) outputs over the strict past of one sequence of keys and values."""
         if path == "fast":
             with trusted_inputs():
-                return self.memory.causal(keys, values, beta / 2)
-        mask = strict_past_mask(keys.shape[-2], device=keys.device)
-        if self.normalise:  # unit keys: the Gaussian reference with β = β_u / 2
-            return kernel_regression(keys, keys, values, beta / 2, mask=mask)
-        return attention_reference(keys, values, beta, mask)
+                return self.kernel.causal(keys, values, self.beta().to(keys.dtype))
+        return self.retrieve(keys, keys, values, mask=strict_past_mask(keys.shape[-2], device=keys.device),
+                             path=path)
 
     def forward(self, x: torch.Tensor, *, path: str = "fast", cache: dict | None = None) -> torch.Tensor:
-        """Outputs (B, T, d). `cache`, if given, is filled as if x had been fed one step at a time to
-        the generation step (keys, finished values, the carried state): a parallel prefill."""
+        """Outputs (B, T, d) of inputs x (B, T, d).
+
+        `cache`, if given, is a generation cache: x continues the positions it holds (none for a fresh
+        dict), and it is left holding these too. A prompt fills it in one parallel pass (prefill); a
+        single position is one generation step.
+        """
         check_choice(path, "path", {"fast", "reference"})
-        keys, values = self.features(x, path=path, state=cache)
+        had_past = cache is not None and "keys" in cache
+        keys, values, finished = self.features(x, path=path, state=cache)
+        if not had_past:
+            outputs = self.causal(keys, values, path=path)  # (B, U, T, h)
+            all_keys, all_values = keys, values
+        else:
+            past = cache["keys"].shape[-2]
+            all_keys = torch.cat([cache["keys"], keys], -2)  # (B, U, P+T, h)
+            all_values = torch.cat([cache["values"], finished, values], -2)  # the last one unfinished
+            length = keys.shape[-2]
+            mask = None if length == 1 else past_mask(length, past, device=keys.device)
+            outputs = self.retrieve(keys, all_keys[..., :-1, :], all_values[..., :-1, :], mask=mask, path=path)
         if cache is not None:
-            cache["keys"] = keys
-            if keys.shape[-2] > 1:
-                cache["values"] = values[..., :-1, :]  # v_T waits for x_{T+1}
-        outputs = self.retrieve(keys, values, path=path)  # (B, U, T, h)
+            cache["keys"], cache["values"] = all_keys, all_values[..., :-1, :]  # v_T waits for x_{T+1}
         if self.wants("weights"):
             self.put("weights", self.attention_weights(keys))
         self.put("keys", keys)
@@ -234,18 +259,13 @@ class ContextualMemory(HookPoints, nn.Module):
         self.put("outputs", outputs)
         return self.out_map(outputs.transpose(-3, -2).flatten(-2))  # (B, T, d)
 
+    def step(self, x: torch.Tensor, cache: dict) -> torch.Tensor:
+        """One generation step: x_t (B, d) -> y_t (B, d), continuing `cache`."""
+        return self(x[:, None], cache=cache)[:, 0]
+
     def attention_weights(self, keys: torch.Tensor) -> torch.Tensor:
-        """(B, U, T, T) retrieval weights over the strict past (computed only when asked for)."""
-        scores = self.beta().to(keys.dtype)[:, None, None] * keys @ keys.transpose(-1, -2)  # (B, U, T, T)
+        """(B, U, T, T) the kernel's retrieval weights over the strict past (computed only when asked for)."""
         mask = strict_past_mask(keys.shape[-2], device=keys.device)
-        weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), -1)
-        return torch.nan_to_num(weights, nan=0.0)  # the first step sees nothing
+        with trusted_inputs():
+            return self.kernel.weights(keys, keys, self.beta().to(keys.dtype), mask=mask)
 
-
-def attention_reference(keys, values, beta, mask) -> torch.Tensor:
-    """softmax(β_u k_t·k_s) over admissible s, written out: the dot-product form on raw keys."""
-    scores = beta[:, None, None] * keys @ keys.transpose(-1, -2)  # (B, U, T, T)
-    scores = scores.masked_fill(~mask, float("-inf"))
-    admissible = mask.any(-1, keepdim=True)  # (T, 1)
-    weights = torch.softmax(torch.where(admissible, scores, torch.zeros_like(scores)), -1) * admissible
-    return weights @ values

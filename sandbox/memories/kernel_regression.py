@@ -6,15 +6,15 @@ Written for a reader and for float64 ground truth: squared distances are formed 
 differences (no ‖q‖² - 2q·k + ‖k‖² cancellation) and normalised with log-sum-exp, so the weights stay
 finite for any β > 0 and any key spread. Every fast path in the package is held to this file.
 
-`KernelMemory` is the base class of every registered memory: a variant states its `log_kernel` and
-inherits weights, retrieval, the causal sequence form and streaming; a fast path overrides `retrieve`.
+`Kernel` is the base class of every registered kernel: a variant states its `log_kernel` and inherits
+weights, retrieval, the causal sequence form and streaming; a fast path overrides `retrieve`/`causal`.
 """
 
 from __future__ import annotations
 
 import torch
 
-from sandbox.registry import register_memory
+from sandbox.registry import register_kernel
 from sandbox.validation import check_positive, check_tensor
 
 
@@ -81,28 +81,61 @@ def strict_past_mask(length: int, *, exclude_current: bool = True, device=None) 
     return torch.ones(length, length, dtype=torch.bool, device=device).tril(-1 if exclude_current else 0)
 
 
-class KernelMemory:
+# The claims of the property suite (`tests/property/test_claims.py`), by number. A kernel that gives
+# one up names it in `gives_up` with the reason; the suite then runs it as a strict expected failure.
+CLAIMS = {
+    1: "convex weights", 2: "permutation and duplication", 3: "constants and affine values",
+    4: "translation and rotation invariance", 5: "bandwidth limits", 6: "softmax-attention identity",
+    7: "gradcheck", 8: "streaming equals batch", 9: "causality", 10: "consistency",
+}
+
+
+class Kernel:
     """A kernel-smoothing associative memory. Subclasses state `log_kernel`; everything else follows.
 
-    `unit_sphere = True` declares a memory defined only for unit-norm keys and queries (a dot-product
-    fast path); the property suite then draws its inputs on the sphere.
+    β is always the inverse squared bandwidth of the Gaussian kernel exp(-β‖q - k‖²), the β of
+    `kernel_regression`; the memory modules convert their learned scale to it in one place. `unit_sphere = True` declares a kernel defined only for unit-norm keys and queries (a
+    dot-product fast path): the memories then normalise what they give it, and the property suite draws
+    its inputs on the sphere. `gives_up` maps claim numbers (see `CLAIMS`) to the reason the kernel
+    does not satisfy them.
+
+    Every path of every memory goes through the same kernel: `weights` is the definition (used by the
+    reference paths and by the recorded attention maps), `retrieve` and `causal` may be fused fast
+    paths held to it, and `stream` folds pairs in chunk by chunk.
     """
 
     unit_sphere: bool = False
+    gives_up: dict[int, str] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        unknown = set(cls.gives_up) - set(CLAIMS)
+        if unknown or not all(isinstance(r, str) and r for r in cls.gives_up.values()):
+            raise ValueError(f"{cls.__qualname__}.gives_up must map claim numbers {sorted(CLAIMS)} to a "
+                             f"non-empty reason, got {cls.gives_up!r}")
 
     def log_kernel(self, sq_dist: torch.Tensor, beta) -> torch.Tensor:
         """log K(q, k) up to a per-query constant, from ‖q - k‖² (..., Tq, N). Gaussian by default."""
         return -beta * sq_dist
 
+    def scores(self, queries: torch.Tensor, keys: torch.Tensor, beta) -> torch.Tensor:
+        """(..., Tq, N) log-kernel values, unmasked and unchecked (the one place a kernel is evaluated).
+
+        `beta` is a float or a tensor already shaped to broadcast against (..., Tq, N). A kernel that
+        is not a function of ‖q - k‖² overrides this instead of `log_kernel`.
+        """
+        diff = queries[..., :, None, :] - keys[..., None, :, :]  # (..., Tq, N, dk)
+        return self.log_kernel(diff.pow(2).sum(-1), beta)
+
     def logits(self, queries, keys, beta, *, mask=None) -> torch.Tensor:
         """(..., Tq, N) log-kernel values; -inf where the mask forbids a pair."""
         check_memory_args(queries, keys, None, beta, mask)
-        diff = queries[..., :, None, :] - keys[..., None, :, :]  # (..., Tq, N, dk)
-        logits = self.log_kernel(diff.pow(2).sum(-1), as_beta(beta, queries))  # (..., Tq, N)
+        logits = self.scores(queries, keys, as_beta(beta, queries))  # (..., Tq, N)
         return logits if mask is None else logits.masked_fill(~mask, float("-inf"))
 
     def weights(self, queries, keys, beta, *, mask=None) -> torch.Tensor:
-        """(..., Tq, N) retrieval weights; rows sum to 1, or are all 0 where the mask admits no key.
+        """(..., Tq, N) retrieval weights; rows sum to 1, or are all 0 where no key is admissible
+        (masked out, or outside a compactly supported kernel).
 
         Log-sum-exp in its softmax form: subtracting the row maximum makes every exponent <= 0 (no
         overflow for any β or key spread) and dividing by the sum keeps Σw = 1 to within N·eps.
@@ -130,50 +163,55 @@ class KernelMemory:
         return OnlineRetrieval(self, queries, beta)
 
 
+KernelMemory = Kernel  # the earlier name, kept so that existing variants still import
+
+
 class OnlineRetrieval:
     """Streaming retrieval: pairs arrive in chunks, the outputs are kept as running log-sum-exp sums.
 
-    After storing chunks C_1..C_m, `.outputs()` equals `memory.retrieve(queries, cat(C), ...)`
-    (claim 8 of docs/kernel-regression.md) while holding only O(Tq · dv) state, whatever the number of pairs.
+    After storing chunks C_1..C_m, `.outputs()` equals `kernel.retrieve(queries, cat(C), ...)`
+    (claim 8) while holding only O(Tq · dv) state, whatever the number of pairs. A chunk none of whose
+    keys is in a compactly supported kernel's reach (log K = -inf) adds nothing, never NaN.
     """
 
-    def __init__(self, memory: KernelMemory, queries: torch.Tensor, beta):
+    def __init__(self, kernel: Kernel, queries: torch.Tensor, beta):
         check_tensor(queries, "queries", min_rank=2)
         check_positive(beta, "beta", allow_tensor=True)
-        self.memory, self.queries, self.beta = memory, queries, beta
-        self.max_logit = None  # (..., Tq, 1) running maximum of the log kernel
+        self.kernel, self.queries, self.beta = kernel, queries, beta
+        self.max_logit = None  # (..., Tq, 1) running maximum of the log kernel (-inf: nothing in reach)
         self.total = None  # (..., Tq, 1)  Σ exp(logit - max)
         self.weighted = None  # (..., Tq, dv) Σ exp(logit - max) v
 
     def store(self, keys: torch.Tensor, values: torch.Tensor) -> "OnlineRetrieval":
         check_memory_args(self.queries, keys, values, self.beta)
-        diff = self.queries[..., :, None, :] - keys[..., None, :, :]  # (..., Tq, n, dk)
-        logits = self.memory.log_kernel(diff.pow(2).sum(-1), as_beta(self.beta, self.queries))
+        logits = self.kernel.scores(self.queries, keys, as_beta(self.beta, self.queries))  # (..., Tq, n)
         chunk_max = logits.amax(-1, keepdim=True)  # (..., Tq, 1)
-        if self.max_logit is None:
-            new_max, old_scale = chunk_max, None
-        else:
-            new_max = torch.maximum(self.max_logit, chunk_max)
-            old_scale = (self.max_logit - new_max).exp()
-        p = (logits - new_max).exp()  # (..., Tq, n)
+        new_max = chunk_max if self.max_logit is None else torch.maximum(self.max_logit, chunk_max)
+        # Shift by a finite number: where nothing is in reach yet, -inf - (-inf) would be NaN.
+        shift = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
+        p = (logits - shift).exp()  # (..., Tq, n)
         total, weighted = p.sum(-1, keepdim=True), p @ values
-        if old_scale is not None:
+        if self.max_logit is not None:
+            old_scale = (self.max_logit - shift).exp()  # (..., Tq, 1); 0 where nothing was in reach
             total, weighted = total + old_scale * self.total, weighted + old_scale * self.weighted
         self.max_logit, self.total, self.weighted = new_max, total, weighted
         return self
 
     def outputs(self) -> torch.Tensor:
+        """(..., Tq, dv); zeros for a query no stored key reaches, as in the batch form."""
         if self.total is None:
             raise ValueError("the memory is empty: store at least one (key, value) pair before querying")
-        return self.weighted / self.total
+        reached = self.total > 0
+        return torch.where(reached, self.weighted / torch.where(reached, self.total, 1.0), 0.0)
 
 
-@register_memory("gaussian")
-class GaussianMemory(KernelMemory):
+@register_kernel("gaussian")
+class GaussianKernel(Kernel):
     """The reference: Gaussian kernel on the whole space, exp(-β‖q - k‖²)."""
 
 
-_REFERENCE = GaussianMemory()
+GaussianMemory = GaussianKernel  # the earlier name
+_REFERENCE = GaussianKernel()
 
 
 def kernel_weights(queries, keys, values, beta, *, mask=None) -> torch.Tensor:

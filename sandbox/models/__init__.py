@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from sandbox.memories.options import MemoryOptions
 from sandbox.models.gpt import GPT
 from sandbox.models.induction import InductionConfig, InductionTransformer
 from sandbox.models.mosaic import ContextualLayer, MemoryMosaic
 from sandbox.registry import Registry
-from sandbox.validation import check_choice, check_fraction, check_int, check_positive
+from sandbox.validation import check_choice, check_fraction, check_int
 
 MODELS = Registry("model")
 
@@ -46,44 +47,29 @@ def _check_widths(d: int, layers: int, parts: int, name: str) -> None:
         raise ValueError(f"d ({d}) must be divisible by {name} ({parts})")
 
 
-def _check_beta(beta):
-    return None if beta is None else check_positive(beta, "beta")
-
-
 @register_model("mosaic")
 @dataclass
-class MosaicConfig:
+class MosaicConfig(MemoryOptions):
     """A Memory Mosaic. persistent_slots None means N = 3.5·d (parameter parity with GPT); 0 means none.
-    beta/gamma None are learned per unit; a number fixes them. memory is the retrieval rule by registry
-    name or dotted path; path "reference" runs the slow definition (for checking)."""
+    The memory options (leak, normalise, beta, gamma, complex_maps, kernel) are `MemoryOptions`' fields;
+    path "reference" runs the slow definition (for checking)."""
 
     d: int = 128
     layers: int = 2
     units: int = 8
     persistent_slots: int | None = None
-    leak: bool = True
-    normalise: bool = True
-    beta: float | None = None
-    gamma: float | None = None
-    complex_maps: bool = False
     dropout: float = 0.0
-    memory: str = "gaussian_sphere"
     path: str = "fast"
 
     def __post_init__(self):
+        super().__post_init__()
         _check_widths(self.d, self.layers, self.units, "units")
         if self.complex_maps and (self.d // self.units) % 2:
             raise ValueError(f"complex_maps needs an even unit width d/units, got {self.d // self.units}")
         if self.persistent_slots is not None:
             check_int(self.persistent_slots, "persistent_slots", low=0)
-        _check_beta(self.beta)
-        if self.gamma is not None:
-            check_fraction(self.gamma, "gamma")
         check_fraction(self.dropout, "dropout", open_high=True)
         check_choice(self.path, "path", {"fast", "reference"})
-        from sandbox.registry import get_memory
-
-        get_memory(self.memory)  # fail now, not at build time
 
     @property
     def slots(self) -> int:
@@ -91,8 +77,7 @@ class MosaicConfig:
 
     def build(self, *, vocab_size=None, input_dim=None, output_dim=None, max_len=None) -> nn.Module:
         return MemoryMosaic(d=self.d, layers=self.layers, units=self.units, slots=self.slots,
-                            dropout=self.dropout, path=self.path, leak=self.leak, normalise=self.normalise,
-                            beta=self.beta, gamma=self.gamma, complex_maps=self.complex_maps, memory=self.memory,
+                            dropout=self.dropout, path=self.path, options=MemoryOptions.of(self),
                             **_data_shape("mosaic", vocab_size, input_dim, output_dim))
 
 
@@ -123,24 +108,22 @@ class GPTConfig:
 
 @register_model("contextual_layer")
 @dataclass
-class ContextualLayerConfig:
-    """One contextual memory on raw observations (three-moons model, docs/three-moons.md): by default keys
-    W_φ x_t (no leaky average), values W_ψ x_{t+1}, no normalisation, fixed β = 50, complex maps."""
+class ContextualLayerConfig(MemoryOptions):
+    """One contextual memory on raw observations (the three-moons model, docs/three-moons.md): by default keys W_φ x_t (no
+    leaky average), values W_ψ x_{t+1}, no normalisation, dot-product attention with fixed β = 25 (the
+    papers' attention scale 2β = 50), complex maps."""
 
-    units: int = 3
     leak: bool = False
     normalise: bool = False
-    beta: float | None = 50.0
+    beta: float | None = 25.0
     gamma: float | None = 0.0
     complex_maps: bool = True
-    memory: str = "gaussian_sphere"
+    units: int = 3
     path: str = "fast"
 
     def __post_init__(self):
+        super().__post_init__()
         check_int(self.units, "units", low=1)
-        _check_beta(self.beta)
-        if self.gamma is not None:
-            check_fraction(self.gamma, "gamma")
         check_choice(self.path, "path", {"fast", "reference"})
 
     def build(self, *, vocab_size=None, input_dim=None, output_dim=None, max_len=None) -> nn.Module:
@@ -148,9 +131,7 @@ class ContextualLayerConfig:
         if shape["input_dim"] % self.units or (self.complex_maps and (shape["input_dim"] // self.units) % 2):
             raise ValueError(f"input_dim ({shape['input_dim']}) must split into {self.units} units"
                              + (" of even width (complex_maps)" if self.complex_maps else ""))
-        return ContextualLayer(units=self.units, path=self.path, leak=self.leak, normalise=self.normalise,
-                               beta=self.beta, gamma=self.gamma, complex_maps=self.complex_maps,
-                               memory=self.memory, **shape)
+        return ContextualLayer(units=self.units, path=self.path, options=MemoryOptions.of(self), **shape)
 
 
 register_model("induction_transformer")(InductionConfig)
@@ -167,5 +148,5 @@ def num_parameters(model: nn.Module, *, embeddings: bool = True) -> int:
 
 
 __all__ = ["GPT", "GPTConfig", "MODELS", "ContextualLayer", "ContextualLayerConfig", "InductionConfig",
-           "InductionTransformer", "MemoryMosaic",
+           "InductionTransformer", "MemoryMosaic", "MemoryOptions",
            "MosaicConfig", "build_model", "num_parameters", "register_model"]

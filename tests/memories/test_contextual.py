@@ -1,13 +1,15 @@
-"""The contextual memory: fast path against the reference, the leaky-average scan, plug-in retrieval."""
+"""The contextual memory: fast path against the reference, the leaky-average scan, plug-in kernels."""
+
+import math
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox.memories import KernelMemory
+from sandbox.memories import Kernel
 from sandbox.memories.contextual import ContextualMemory, leaky_average, leaky_average_reference
-from sandbox.registry import _MEMORIES, register_memory
+from sandbox.registry import _KERNELS, get_kernel, list_kernels, register_kernel
 
 f64 = torch.float64
 
@@ -40,13 +42,29 @@ def test_scan_is_finite_for_long_sequences():
     torch.testing.assert_close(out[0, 0, -1], torch.tensor([10.0]), rtol=1e-4, atol=0)
 
 
-memory_options = st.fixed_dictionaries({
-    "leak": st.booleans(), "normalise": st.booleans(), "complex_maps": st.booleans(),
-    "beta": st.one_of(st.none(), st.floats(0.1, 60)), "gamma": st.one_of(st.none(), st.floats(0, 1)),
-})
+def test_carried_state_continues_the_average():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 40, 2, generator=gen, dtype=f64)
+    leak = torch.tensor([0.3, 0.9, 0.99], dtype=f64)
+    whole = leaky_average_reference(x, leak)
+    for average in (leaky_average, leaky_average_reference):
+        first = average(x[..., :25, :], leak)
+        rest = average(x[..., 25:, :], leak, initial=first[..., -1, :])
+        torch.testing.assert_close(torch.cat([first, rest], -2), whole, rtol=0, atol=1e-12)
 
 
-@settings(max_examples=30)
+def _options(kernel, normalise, **rest):
+    # A kernel defined on the unit sphere needs normalised keys.
+    return dict(kernel=kernel, normalise=normalise or get_kernel(kernel).unit_sphere, **rest)
+
+
+memory_options = st.builds(
+    _options, kernel=st.sampled_from(list_kernels()), normalise=st.booleans(), leak=st.booleans(),
+    complex_maps=st.booleans(), beta=st.one_of(st.none(), st.floats(0.05, 30)),
+    gamma=st.one_of(st.none(), st.floats(0, 1)))
+
+
+@settings(max_examples=40)
 @given(seed=st.integers(0, 2**31), length=st.integers(1, 40), units=st.sampled_from([1, 2, 3]),
        width=st.sampled_from([2, 4]), options=memory_options, batch=st.integers(1, 3))
 def test_fast_path_matches_reference(seed, length, units, width, options, batch):
@@ -71,8 +89,8 @@ def test_fast_path_matches_reference(seed, length, units, width, options, batch)
 def test_first_step_retrieves_nothing_and_no_nan_anywhere():
     memory = ContextualMemory(8, 2)
     x = torch.randn(3, 5, 8)
-    _, values = memory.features(x)
-    outputs = memory.retrieve(*memory.features(x))  # (B, U, T, h)
+    keys, values, _ = memory.features(x)
+    outputs = memory.causal(keys, values)  # (B, U, T, h)
     assert torch.equal(outputs[:, :, 0], torch.zeros_like(outputs[:, :, 0]))
     assert torch.isfinite(memory(x[:, :1])).all() and values.shape == (3, 2, 5, 4)
 
@@ -81,43 +99,59 @@ def test_values_peek_at_the_next_input():
     # With γ = 0 the value at t is W_ψ x_{t+1}: changing x_{t+1} changes v_t, changing x_{t+2} does not.
     memory = ContextualMemory(4, 1, gamma=0.0, normalise=False).double()
     x = torch.randn(1, 6, 4, dtype=f64)
-    _, v = memory.features(x)
+    _, v, _ = memory.features(x)
     y = x.clone()
     y[0, 3] += 1
-    _, w = memory.features(y)
+    _, w, _ = memory.features(y)
     changed = (v != w).any(-1)[0, 0]  # (T,)
     assert changed.tolist() == [False, False, True, False, False, False]
 
 
 def test_a_registered_variant_plugs_in_by_name():
-    @register_memory("test_sharper_gaussian")
-    class Sharper(KernelMemory):
+    """A kernel registered by a test is the one every path uses: outputs equal a hand computation."""
+
+    @register_kernel("test_sharper_gaussian")
+    class Sharper(Kernel):
         def log_kernel(self, sq_dist, beta):
             return -4 * beta * sq_dist
 
     try:
         torch.manual_seed(0)
-        default = ContextualMemory(8, 2).double()
-        torch.manual_seed(0)
-        variant = ContextualMemory(8, 2, memory="test_sharper_gaussian").double()
-        torch.manual_seed(0)
-        whole_space = ContextualMemory(8, 2, memory="gaussian").double()
-        x = torch.randn(2, 12, 8, dtype=f64)
-        assert isinstance(variant.memory, Sharper)
-        # The whole-space Gaussian on unit keys is the same function as the fused sphere path ...
-        torch.testing.assert_close(whole_space(x), default(x), rtol=0, atol=1e-12)
-        # ... and the variant's kernel is really the one used.
-        with torch.no_grad():
-            variant.beta_log.fill_(2.0 + torch.log(torch.tensor(4.0)).item())  # β_u·4: same as Sharper at β_u
-        assert not torch.allclose(variant(x), default(x))
+        memory = ContextualMemory(4, 1, kernel="test_sharper_gaussian", beta=0.7, gamma=0.25).double()
+        assert isinstance(memory.kernel, Sharper)
+        x = torch.randn(1, 7, 4, dtype=f64)
+        # By hand: leaky-averaged unit keys, peek values, weights ∝ exp(-4·0.7‖k_t - k_s‖²) over s < t.
+        leak, beta = float(memory.leak().detach()), float(memory.beta().detach())  # β = 0.7 as stored in float32
+        raw_keys = x[0] @ memory.keys_map.weight.T  # (T, h)
+        raw_values = x[0] @ memory.values_map.weight.T
+        alpha = float(torch.exp(memory.alpha_log.detach()))
+        keys, values, key_sum = [], [], torch.zeros(4, dtype=f64)
+        for t in range(7):
+            key_sum = raw_keys[t] + leak * key_sum
+            keys.append(key_sum / key_sum.norm())
+            following = raw_values[t + 1] if t + 1 < 7 else torch.zeros(4, dtype=f64)
+            value = 0.25 * raw_values[t] + 0.75 * following
+            values.append(alpha * value / value.norm())
+        expected = [torch.zeros(4, dtype=f64)]
+        for t in range(1, 7):
+            w = torch.tensor([math.exp(-4 * beta * float((keys[t] - keys[s]).pow(2).sum())) for s in range(t)], dtype=f64)
+            expected.append(sum(w[s] * values[s] for s in range(t)) / w.sum())
+        expected = torch.stack(expected) @ memory.out_map.weight.T  # (T, d)
+        for path in ("fast", "reference"):
+            torch.testing.assert_close(memory(x, path=path)[0], expected, rtol=0, atol=1e-12)
+        cache = {}
+        steps = torch.stack([memory.step(x[:, t], cache) for t in range(7)], 1)  # generation, one at a time
+        torch.testing.assert_close(steps[0], expected, rtol=0, atol=1e-12)
     finally:
-        _MEMORIES.pop("test_sharper_gaussian", None)
+        _KERNELS.pop("test_sharper_gaussian", None)
 
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(d=4, units=8), "units must be <= d"),
     (dict(d=0, units=1), "d must be in"),
-    (dict(d=8, units=2, memory="nope"), "unknown memory 'nope'"),
+    (dict(d=8, units=2, kernel="nope"), "unknown kernel 'nope'"),
+    (dict(d=8, units=2, kernel="gaussian_sphere", normalise=False), "unit sphere and needs normalise=true"),
+    (dict(d=8, units=2, options="gaussian"), "options must be a MemoryOptions"),
     (dict(d=6, units=2, complex_maps=True), "complex maps need an even unit width"),
 ])
 def test_bad_construction(kwargs, match):

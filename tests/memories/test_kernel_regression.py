@@ -146,9 +146,9 @@ def test_registry_lookup_by_name_path_and_errors():
     assert get_memory("gaussian") is GaussianMemory
     assert get_memory("sandbox.memories.kernel_regression:GaussianMemory") is GaussianMemory
     assert get_memory("sandbox.memories.kernel_regression.GaussianMemory") is GaussianMemory
-    with pytest.raises(ValueError, match="unknown memory 'nope'.*registered memories are"):
+    with pytest.raises(ValueError, match="unknown kernel 'nope'.*registered kernels are"):
         get_memory("nope")
-    with pytest.raises(TypeError, match="memory must be a name or a dotted path"):
+    with pytest.raises(TypeError, match="kernel must be a name or a dotted path"):
         get_memory(3)
     with pytest.raises(ValueError, match="already registered"):
         register_memory("gaussian")(type("Other", (GaussianMemory,), {}))

@@ -176,7 +176,7 @@ def test_registry_and_config_validation():
         (lambda: MosaicConfig(d=10, units=4), "divisible by units"),
         (lambda: MosaicConfig(units=0), "units must be in"),
         (lambda: MosaicConfig(dropout=1.0), r"dropout must be in \[0, 1\)"),
-        (lambda: MosaicConfig(memory="nope"), "unknown memory"),
+        (lambda: MosaicConfig(kernel="nope"), "unknown kernel"),
         (lambda: MosaicConfig(path="slow"), "path must be one of"),
         (lambda: MosaicConfig(beta=-1.0), "beta must be finite and > 0"),
         (lambda: MosaicConfig(d=12, units=4, complex_maps=True), "even unit width"),

@@ -2,7 +2,7 @@
 
 Inputs are drawn in float64 with batch shapes of rank 0-2, up to 8 stored pairs, β from 1e-6 to 1e6 and
 key spreads from 1e-3 to 1e3. Keys come in three kinds: Gaussian, on an integer grid (exact ties) and
-with duplicated rows. A memory declared `unit_sphere` gets unit-norm keys and queries.
+with duplicated rows. A kernel declared `unit_sphere` gets unit-norm keys and queries.
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ from dataclasses import dataclass
 import torch
 from hypothesis import strategies as st
 
-from sandbox.registry import get_memory, list_memories
+from sandbox.registry import get_kernel, list_kernels
 
 EPS = torch.finfo(torch.float64).eps
-MEMORIES = list_memories()
+KERNELS = list_kernels()
+MEMORIES = KERNELS  # the earlier name
 
 
 def memory(name_or_class):
-    """An instance of a registered memory (by name) or of a KernelMemory class."""
-    return get_memory(name_or_class)() if isinstance(name_or_class, str) else name_or_class()
+    """An instance of a registered kernel (by name) or of a Kernel class."""
+    return get_kernel(name_or_class)() if isinstance(name_or_class, str) else name_or_class()
 
 
 @dataclass

@@ -1,0 +1,162 @@
+"""Every registered kernel on every path: fast against reference, generation step against the
+parallel forward, prefill against stepping, causality, and the recorded weights, for the contextual
+and persistent memories and a whole mosaic. A kernel that registers is checked here too."""
+
+import pytest
+import torch
+
+from sandbox.config import RunConfig
+from sandbox.memories import MemoryOptions
+from sandbox.memories.contextual import ContextualMemory
+from sandbox.memories.persistent import PersistentMemory
+from sandbox.models import ContextualLayerConfig, MosaicConfig
+from sandbox.registry import get_kernel, list_kernels
+
+f64 = torch.float64
+KERNELS = list_kernels()
+
+
+def options(kernel: str, **changes) -> MemoryOptions:
+    return MemoryOptions(kernel=kernel, **changes)
+
+
+def _flat(cache: dict, prefix="") -> dict:
+    out = {}
+    for key, value in cache.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# A unit-sphere kernel refuses raw keys (test_sphere_kernel_refuses_raw_keys), so only normalised there.
+@pytest.mark.parametrize("kernel, normalise", [(k, n) for k in KERNELS for n in (True, False)
+                                               if n or not get_kernel(k).unit_sphere])
+def test_persistent_fast_path_matches_reference(kernel, normalise):
+    torch.manual_seed(0)
+    memory = PersistentMemory(8, 2, 12, options(kernel, normalise=normalise)).double()
+    x = torch.randn(2, 9, 8, dtype=f64, requires_grad=True)
+    fast, reference = memory(x), memory(x, path="reference")
+    torch.testing.assert_close(fast, reference, rtol=0, atol=1e-10)
+    params = [x, memory.slot_keys, memory.slot_values, memory.beta_log]
+    for a, b in zip(torch.autograd.grad(fast.pow(2).sum(), params), torch.autograd.grad(reference.pow(2).sum(), params)):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9)
+
+
+def mosaic(kernel: str, **changes):
+    torch.manual_seed(0)
+    config = MosaicConfig(d=8, layers=2, units=2, persistent_slots=6, kernel=kernel, **changes)
+    return config.build(input_dim=3, output_dim=3).double().eval()
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_mosaic_fast_reference_step_and_prefill_agree(kernel):
+    model = mosaic(kernel)
+    reference = mosaic(kernel, path="reference")
+    reference.load_state_dict(model.state_dict())
+    x = torch.randn(2, 11, 3, dtype=f64, generator=torch.Generator().manual_seed(1))
+    out = model(x)
+    torch.testing.assert_close(reference(x), out, rtol=0, atol=1e-10)
+    torch.testing.assert_close(model.step_outputs(x), out, rtol=0, atol=1e-10)
+    # A prompt prefilled in one pass leaves the cache that stepping through it leaves.
+    prefilled, stepped = {}, {}
+    with torch.no_grad():
+        model.prefill(x, prefilled)
+        for t in range(x.shape[1]):
+            model.step(x[:, t], stepped)
+    a, b = _flat(prefilled), _flat(stepped)
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-10, msg=name)
+    # ... and a prompt prefilled in two parts is the same too (a forward continues a cache).
+    split = {}
+    with torch.no_grad():
+        first = model.prefill(x[:, :4], split)
+        second = model.prefill(x[:, 4:], split)
+    torch.testing.assert_close(torch.cat([first, second], 1), out, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_mosaic_output_ignores_later_inputs(kernel):
+    model = mosaic(kernel)
+    x = torch.randn(1, 10, 3, dtype=f64, requires_grad=True)
+    for t in (0, 4, 9):
+        (grad,) = torch.autograd.grad(model(x)[0, t].sum(), x)
+        assert torch.count_nonzero(grad[0, t + 1:]) == 0
+        assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_recorded_weights_are_the_kernels(kernel):
+    """The attention maps handed to figures are the weights the outputs were computed with."""
+    model = mosaic(kernel)
+    x = torch.randn(2, 9, 3, dtype=f64)
+    names = ["blocks.0.cmem.weights", "blocks.0.cmem.values", "blocks.0.cmem.outputs",
+             "blocks.0.pmem.weights", "blocks.0.pmem.outputs"]
+    _, cache = model.run_with_cache(x, names)
+    weights = cache["blocks.0.cmem.weights"]  # (B, U, T, T)
+    assert torch.count_nonzero(weights.triu()) == 0  # strict past
+    torch.testing.assert_close(weights @ cache["blocks.0.cmem.values"], cache["blocks.0.cmem.outputs"], rtol=0, atol=1e-12)
+    pmem = model.blocks[0].pmem
+    _, slot_values = pmem.slots(f64)
+    torch.testing.assert_close(cache["blocks.0.pmem.weights"] @ slot_values, cache["blocks.0.pmem.outputs"], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_contextual_layer_on_raw_keys(kernel):
+    if get_kernel(kernel).unit_sphere:
+        with pytest.raises(ValueError, match="needs normalise=true"):
+            ContextualLayerConfig(kernel=kernel)
+        return
+    torch.manual_seed(0)
+    model = ContextualLayerConfig(kernel=kernel, units=3).build(input_dim=6, output_dim=6).double().eval()
+    reference = ContextualLayerConfig(kernel=kernel, units=3, path="reference").build(input_dim=6, output_dim=6).double()
+    reference.load_state_dict(model.state_dict())
+    x = torch.randn(2, 15, 6, dtype=f64) * 0.3
+    torch.testing.assert_close(reference(x), model(x), rtol=0, atol=1e-10)
+    torch.testing.assert_close(model.step_outputs(x), model(x), rtol=0, atol=1e-10)
+
+
+def test_sphere_kernel_refuses_raw_keys():
+    kernel = get_kernel("gaussian_sphere")()
+    keys = torch.randn(5, 3, dtype=f64) * 3
+    with pytest.raises(ValueError, match="unit norm .* unit sphere"):
+        kernel.retrieve(keys[:2], keys, torch.randn(5, 1, dtype=f64), 1.0)
+    with pytest.raises(ValueError, match="needs normalise=true"):
+        ContextualMemory(8, 2, kernel="gaussian_sphere", normalise=False)
+    # The persistent memory hands such a kernel unit slot keys, whatever its parameters.
+    memory = PersistentMemory(8, 2, 5, kernel="gaussian_sphere")
+    slot_keys, _ = memory.slots(torch.float32)
+    torch.testing.assert_close(slot_keys.norm(dim=-1), torch.ones(2, 5))
+
+
+@pytest.mark.parametrize("order", [[0, 1], [1, 0]])
+def test_streaming_a_compact_kernel_past_out_of_reach_keys(order):
+    """Query 0, keys 5 and 0.5, values 1 and 2: only the near key is in the Epanechnikov kernel's
+    reach, so the answer is 2 in batch and streaming, whichever key arrives first."""
+    kernel = get_kernel("epanechnikov")()
+    query = torch.zeros(1, 1, dtype=f64)
+    keys, values = torch.tensor([[5.0], [0.5]], dtype=f64), torch.tensor([[1.0], [2.0]], dtype=f64)
+    assert float(kernel.retrieve(query, keys, values, 1.0)) == 2.0
+    stream = kernel.stream(query, 1.0)
+    for i in order:
+        stream.store(keys[i:i + 1], values[i:i + 1])
+    assert float(stream.outputs()) == 2.0
+    far = kernel.stream(query, 1.0).store(keys[:1], values[:1])
+    assert float(far.outputs()) == 0.0  # nothing in reach: no answer, as in batch, never NaN
+
+
+def test_configs_saved_before_kernels_were_named_still_load():
+    old = {"task": {"name": "three_moons"}, "model": {
+        "name": "contextual_layer", "units": 3, "leak": False, "normalise": False, "beta": 50.0, "gamma": 0.0,
+        "complex_maps": True, "memory": "gaussian_sphere", "path": "fast"}}
+    config = RunConfig.from_dict(old)
+    assert config.model.kernel == "dot_product" and config.model.beta == 25.0  # β_u = 2β = 50 as before
+    # A checkpoint of that model kept the attention scale as "beta_fixed": it loads as β = 25.
+    model = config.model.build(input_dim=6, output_dim=6)
+    state = model.state_dict()
+    state["memory.beta_fixed"] = torch.full((3,), 50.0)
+    del state["memory.beta_kernel"]
+    model.load_state_dict(state)
+    torch.testing.assert_close(model.memory.beta(), torch.full((3,), 25.0))
