@@ -22,7 +22,7 @@ def test_field_overrides_apply_to_the_selected_model_whatever_the_order():
 
 
 @pytest.mark.parametrize("overrides, match", [
-    (["model.dd=3"], r"unknown key 'model.dd'; valid keys for model \(mosaic\) are: d, layers"),
+    (["model.dd=3"], r"unknown key 'model.dd'; valid keys for model \(mosaic\) are: .*\bd, layers, units"),
     (["train.stepz=3"], "unknown key 'train.stepz'"),
     (["bogus=1"], "unknown key 'bogus'"),
     (["optim.lr=1"], "unknown key 'optim.lr'"),

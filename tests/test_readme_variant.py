@@ -2,6 +2,7 @@
 it keeps passes, every claim it gives up fails) and through a short training run."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,16 +45,16 @@ def test_the_variant_passes_the_property_suite(variant):
          "-k", "cauchy"], cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:]
     kept = 10 - len(variant.gives_up)
-    assert f"{kept} passed, {len(variant.gives_up)} xfailed" in result.stdout, result.stdout[-2000:]
+    assert re.search(rf"\b{kept} passed, (\d+ deselected, )?{len(variant.gives_up)} xfailed", result.stdout), result.stdout[-2000:]
     assert "cauchy gives up claim 6: not the Gaussian kernel" in result.stdout
 
 
 def test_the_variant_trains(variant, tmp_path):
-    config = parse_overrides(["task=bigram", "task.seq_len=32", "task.source=dirichlet:12", "model=mosaic",
-                              "model.kernel=cauchy", "model.d=16", "model.units=2", "model.layers=1",
-                              "train.steps=40", "train.batch_size=16", "train.lr=1e-2", "train.eval_every=0",
-                              "train.log_every=5", f"out={tmp_path}"])
+    config = parse_overrides(["task=three_moons", "task.length=48", "model=mosaic", "model.kernel=cauchy",
+                              "model.d=16", "model.units=2", "model.layers=1", "train.steps=60",
+                              "train.batch_size=8", "train.lr=1e-2", "train.eval_every=0", "train.log_every=5",
+                              f"out={tmp_path}"])
     result = train(config, progress=False)
     assert type(result.model.blocks[0].cmem.kernel) is variant
     losses = [line["loss"] for line in result.history if line["split"] == "train"]
-    assert losses[-1] < losses[0] - 0.1, losses
+    assert sum(losses[-3:]) < 0.5 * sum(losses[:3]), losses  # it learns
