@@ -94,6 +94,30 @@ def leaky_average(x: torch.Tensor, leak: torch.Tensor, chunk: int = 64,
     return _carry_in(_chunked_scan(x, log_leak, chunk), log_leak, initial)
 
 
+def gated_average_reference(x: torch.Tensor, log_leak: torch.Tensor,
+                            initial: torch.Tensor | None = None) -> torch.Tensor:
+    """k̄_t = x_t + λ_t k̄_{t-1} with a leak per step: x (..., U, T, h), log λ_t (..., U, T), through the
+    T×T matrix D[t, s] = Π_{s<r<=t} λ_r = exp(c_t - c_s), c the running sum of log λ."""
+    c = log_leak.cumsum(-1)  # (..., U, T)
+    lag = c[..., :, None] - c[..., None, :]  # (..., U, T, T), <= 0 on and below the diagonal
+    causal = torch.ones(x.shape[-2], x.shape[-2], dtype=torch.bool, device=x.device).tril()
+    out = torch.where(causal, torch.exp(lag.clamp(max=0)), 0.0) @ x
+    return out if initial is None else out + torch.exp(c)[..., None] * initial[..., None, :]
+
+
+def gated_average(x: torch.Tensor, log_leak: torch.Tensor, chunk: int = 64,
+                  initial: torch.Tensor | None = None) -> torch.Tensor:
+    """The same as `gated_average_reference`, chunk by chunk with the state carried between chunks:
+    O(T·C) work and memory instead of O(T²)."""
+    check_int(chunk, "chunk", low=2)
+    pieces = []
+    for start in range(0, x.shape[-2], chunk):
+        piece = gated_average_reference(x[..., start:start + chunk, :], log_leak[..., start:start + chunk], initial)
+        pieces.append(piece)
+        initial = piece[..., -1, :]
+    return torch.cat(pieces, -2)
+
+
 def _chunked_scan(x: torch.Tensor, log_leak: torch.Tensor, chunk: int) -> torch.Tensor:
     """Within a chunk of C steps a C×C decay matmul; across chunks the state carried out of each chunk
     is itself a leaky average (with leak λ^C, i.e. log leak C·log λ) of the chunks' last rows."""
@@ -154,6 +178,14 @@ class ContextualMemory(HookPoints, nn.Module):
             self.register_buffer("gamma_fixed", torch.full((units,), float(options.gamma)))
             self.gamma_logit = None
         self.alpha_log = nn.Parameter(torch.full((units,), -0.5)) if options.normalise else None
+        if options.gated_keys:  # g_t = e^{w_g·x_t}, λ_t = e^{-|w_λ·x_t + θ_λ|}: at initialisation those of v1
+            self.gate_map = nn.Linear(d, units, bias=False)  # w_g
+            self.leak_map = nn.Linear(d, units, bias=False)  # w_λ
+            nn.init.zeros_(self.gate_map.weight)
+            nn.init.zeros_(self.leak_map.weight)
+        if options.adaptive_beta:  # β = β₁ n^α + β₀: β₁ as the fixed-size β, α = σ(θ_α) ≈ 0.12, β₀ = softplus(θ₀)
+            self.beta_power_logit = nn.Parameter(torch.full((units,), -2.0))
+            self.beta_floor_logit = nn.Parameter(torch.full((units,), 0.0))
         if options.beta is None:
             self.beta_log = nn.Parameter(torch.full((units,), 2.0))  # θ_β = log 2β: β ≈ 3.7
         else:
@@ -174,9 +206,17 @@ class ContextualMemory(HookPoints, nn.Module):
     def gamma(self) -> torch.Tensor:
         return self.gamma_fixed if self.gamma_logit is None else torch.sigmoid(self.gamma_logit)  # (U,)
 
-    def beta(self) -> torch.Tensor:
-        """The kernel β per unit (U,)."""
-        return self.beta_kernel if self.beta_log is None else learned_beta(self.beta_log)
+    def beta(self, pairs: torch.Tensor | None = None) -> torch.Tensor:
+        """The kernel β per unit (U,); with adaptive_beta, per unit and query (U, Tq) for queries that
+        see `pairs` (Tq,) stored pairs each: β = β₁ n^α + β₀."""
+        base = self.beta_kernel if self.beta_log is None else learned_beta(self.beta_log)  # (U,)
+        if not self.options.adaptive_beta:
+            return base
+        if pairs is None:
+            raise ValueError("an adaptive β depends on the number of pairs stored: give pairs (Tq,)")
+        power = torch.sigmoid(self.beta_power_logit)[:, None]  # (U, 1): α ∈ (0, 1)
+        n = pairs.to(base.dtype).clamp_min(1)[None, :]  # (1, Tq); a query that sees nothing has no output
+        return base[:, None] * n**power + F.softplus(self.beta_floor_logit)[:, None]  # (U, Tq)
 
     def hook_points(self) -> list[str]:
         return ["keys", "values", "weights", "outputs"]
@@ -195,7 +235,13 @@ class ContextualMemory(HookPoints, nn.Module):
         """
         state = {} if state is None else state
         keys = self.split(self.keys_map(x))  # (B, U, T, h): W_φ x_t
-        if self.leak_logit is not None:
+        if self.options.gated_keys:
+            gates = torch.exp(self.gate_map(x).clamp(max=10)).transpose(-1, -2)  # (B, U, T): g_t
+            log_leak = -(self.leak_map(x) + self.leak_logit).abs().transpose(-1, -2)  # (B, U, T): log λ_t
+            average = gated_average if path == "fast" else gated_average_reference
+            keys = average(keys * gates[..., None], log_leak, initial=state.get("key_state"))
+            state["key_state"] = keys[..., -1, :]
+        elif self.leak_logit is not None:
             average = leaky_average if path == "fast" else leaky_average_reference
             keys = average(keys, self.leak().to(keys.dtype), initial=state.get("key_state"))
             state["key_state"] = keys[..., -1, :]
@@ -214,9 +260,17 @@ class ContextualMemory(HookPoints, nn.Module):
             return keys, values, None
         return keys, values[..., 1:, :], values[..., :1, :]
 
-    def retrieve(self, queries, keys, values, *, mask=None, path: str = "fast") -> torch.Tensor:
-        """(B, U, Tq, h) outputs of the kernel for queries (B, U, Tq, h) over pairs (B, U, N, h)."""
-        beta = self.beta().to(queries.dtype)  # (U,)
+    def retrieve(self, queries, keys, values, *, mask=None, path: str = "fast", pairs=None) -> torch.Tensor:
+        """(B, U, Tq, h) outputs of the kernel for queries (B, U, Tq, h) over pairs (B, U, N, h);
+        `pairs` (Tq,): how many pairs each query sees (for an adaptive β)."""
+        beta = self.beta(pairs).to(queries.dtype)  # (U,) or (U, Tq)
+        if beta.dim() == 2:  # one β per query: Tq one-query problems side by side
+            queries, keys, values = queries[..., :, None, :], keys[..., None, :, :], values[..., None, :, :]
+            mask = None if mask is None else mask[..., :, None, :]
+            return self.retrieve_with(queries, keys, values, beta, mask, path)[..., 0, :]
+        return self.retrieve_with(queries, keys, values, beta, mask, path)
+
+    def retrieve_with(self, queries, keys, values, beta, mask, path: str) -> torch.Tensor:
         with trusted_inputs():  # made by this module: shapes are checked, values are not rescanned
             if path == "fast":
                 return self.kernel.retrieve(queries, keys, values, beta, mask=mask)
@@ -224,11 +278,15 @@ class ContextualMemory(HookPoints, nn.Module):
 
     def causal(self, keys, values, *, path: str = "fast") -> torch.Tensor:
         """(B, U, T, h) outputs over the strict past of one sequence of keys and values."""
+        length = keys.shape[-2]
+        pairs = torch.arange(length, device=keys.device)  # query t sees t pairs
         if path == "fast":
             with trusted_inputs():
+                if self.options.adaptive_beta:
+                    return self.kernel.causal_varying(keys, values, self.beta(pairs).to(keys.dtype))
                 return self.kernel.causal(keys, values, self.beta().to(keys.dtype))
-        return self.retrieve(keys, keys, values, mask=strict_past_mask(keys.shape[-2], device=keys.device),
-                             path=path)
+        return self.retrieve(keys, keys, values, mask=strict_past_mask(length, device=keys.device), path=path,
+                             pairs=pairs)
 
     def forward(self, x: torch.Tensor, *, path: str = "fast", cache: dict | None = None) -> torch.Tensor:
         """Outputs (B, T, d) of inputs x (B, T, d).
@@ -249,7 +307,8 @@ class ContextualMemory(HookPoints, nn.Module):
             all_values = torch.cat([cache["values"], finished, values], -2)  # the last one unfinished
             length = keys.shape[-2]
             mask = None if length == 1 else past_mask(length, past, device=keys.device)
-            outputs = self.retrieve(keys, all_keys[..., :-1, :], all_values[..., :-1, :], mask=mask, path=path)
+            outputs = self.retrieve(keys, all_keys[..., :-1, :], all_values[..., :-1, :], mask=mask, path=path,
+                                    pairs=torch.arange(past, past + length, device=keys.device))
         if cache is not None:
             cache["keys"], cache["values"] = all_keys, all_values[..., :-1, :]  # v_T waits for x_{T+1}
         if self.wants("weights"):
@@ -265,7 +324,11 @@ class ContextualMemory(HookPoints, nn.Module):
 
     def attention_weights(self, keys: torch.Tensor) -> torch.Tensor:
         """(B, U, T, T) the kernel's retrieval weights over the strict past (computed only when asked for)."""
-        mask = strict_past_mask(keys.shape[-2], device=keys.device)
+        length = keys.shape[-2]
+        mask = strict_past_mask(length, device=keys.device)
+        beta = self.beta(torch.arange(length, device=keys.device)).to(keys.dtype)  # (U,) or (U, T)
         with trusted_inputs():
-            return self.kernel.weights(keys, keys, self.beta().to(keys.dtype), mask=mask)
+            if beta.dim() == 2:  # one β per query
+                return self.kernel.weights(keys[..., :, None, :], keys[..., None, :, :], beta, mask=mask[:, None, :])[..., 0, :]
+            return self.kernel.weights(keys, keys, beta, mask=mask)
 

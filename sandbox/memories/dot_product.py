@@ -52,13 +52,23 @@ class DotProductKernel(Kernel):
         scaled = keys * (2 * as_beta(beta, keys))  # (..., T, dk)
         if not exclude_current:
             return F.scaled_dot_product_attention(scaled, keys, values, is_causal=True, scale=1.0)
-        # Strict past without a mask: query t+1 against keys 0..t is ordinary causal attention; y_1 = 0.
-        if keys.shape[-2] == 1:
-            batch = torch.broadcast_shapes(keys.shape[:-1], values.shape[:-1])
-            return values.new_zeros(*batch, values.shape[-1])  # (..., 1, dv)
-        shifted = F.scaled_dot_product_attention(scaled[..., 1:, :], keys[..., :-1, :], values[..., :-1, :],
-                                                 is_causal=True, scale=1.0)  # (..., T-1, dv)
-        return F.pad(shifted, (0, 0, 1, 0))  # (..., T, dv)
+        return strict_past_attention(scaled, keys, values)
+
+    def causal_varying(self, keys, values, beta):
+        check_memory_args(keys, keys, values, beta[..., 0])
+        self.check(keys, keys)
+        return strict_past_attention(keys * (2 * beta[..., None]), keys, values)  # β_t folded into query t
+
+
+def strict_past_attention(queries, keys, values) -> torch.Tensor:
+    """(..., T, dv) Σ_{s<t} softmax_s(q_t·k_s) v_s, y_1 = 0, fused and without a materialised mask:
+    query t+1 against keys 0..t is ordinary causal attention."""
+    if keys.shape[-2] == 1:
+        batch = torch.broadcast_shapes(queries.shape[:-1], values.shape[:-1])
+        return values.new_zeros(*batch, values.shape[-1])  # (..., 1, dv)
+    shifted = F.scaled_dot_product_attention(queries[..., 1:, :], keys[..., :-1, :], values[..., :-1, :],
+                                             is_causal=True, scale=1.0)  # (..., T-1, dv)
+    return F.pad(shifted, (0, 0, 1, 0))  # (..., T, dv)
 
 
 @register_kernel("gaussian_sphere")

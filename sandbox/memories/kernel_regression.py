@@ -158,6 +158,14 @@ class Kernel:
         mask = strict_past_mask(keys.shape[-2], exclude_current=exclude_current, device=keys.device)
         return self.retrieve(keys, keys, values, beta, mask=mask)
 
+    def causal_varying(self, keys, values, beta: torch.Tensor) -> torch.Tensor:
+        """Strict-past sequence form with one β per query position: beta (..., T) broadcasting against
+        the batch and time of keys (..., T, dk). Written as T one-query problems side by side."""
+        check_tensor(keys, "keys", min_rank=2)
+        mask = strict_past_mask(keys.shape[-2], device=keys.device)[:, None, :]  # (T, 1, T)
+        out = self.retrieve(keys[..., :, None, :], keys[..., None, :, :], values[..., None, :, :], beta, mask=mask)
+        return out[..., 0, :]  # (..., T, dv)
+
     def stream(self, queries, beta) -> "OnlineRetrieval":
         """An empty memory for fixed queries, filled pair by pair (or chunk by chunk) with `.store`."""
         return OnlineRetrieval(self, queries, beta)

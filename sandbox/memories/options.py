@@ -18,7 +18,9 @@ class MemoryOptions:
     """leak: leaky-average keys; normalise: unit keys and α-scaled unit values; beta: a fixed kernel β
     for every contextual unit (None: learned per unit); gamma: a fixed peek mix γ (None: learned);
     complex_maps: 2×2-block complex W_φ, W_ψ, W_o; kernel: the retrieval kernel by registry name or
-    dotted path (`sandbox memories` lists them)."""
+    dotted path (`sandbox memories` lists them). Memory Mosaics v2 (Zhang & Bottou, 2025, §3):
+    adaptive_beta: β = β₁ n^α + β₀ grows with the number n of pairs a query sees (contextual memory);
+    gated_keys: k̄_t = g_t W_φ x_t + λ_t k̄_{t-1} with g_t = e^{w_g·x_t}, λ_t = e^{-|w_λ·x_t + θ_λ|}."""
 
     leak: bool = True
     normalise: bool = True
@@ -26,12 +28,19 @@ class MemoryOptions:
     gamma: float | None = None
     complex_maps: bool = False
     kernel: str = "dot_product"
+    adaptive_beta: bool = False
+    gated_keys: bool = False
 
     def __post_init__(self):
         if self.beta is not None:
             check_positive(self.beta, "beta")
+            if self.adaptive_beta:
+                raise ValueError("beta (a fixed β) and adaptive_beta (β grows with the pairs stored) exclude "
+                                 "each other: set beta=none or adaptive_beta=false")
         if self.gamma is not None:
             check_fraction(self.gamma, "gamma")
+        if self.gated_keys and not self.leak:
+            raise ValueError("gated_keys gates a leaky average: it needs leak=true")
         kernel = self.kernel_class()  # fail now, not at build time
         if kernel.unit_sphere and not self.normalise:
             raise ValueError(f"kernel {self.kernel!r} is defined on the unit sphere and needs normalise=true; "

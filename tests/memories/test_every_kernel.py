@@ -50,10 +50,19 @@ def mosaic(kernel: str, **changes):
     return config.build(input_dim=3, output_dim=3).double().eval()
 
 
+V2_SWITCHES = {"v1": {}, "adaptive_beta": {"adaptive_beta": True}, "gated_keys": {"gated_keys": True},
+               "v2": {"version": 2}}
+
+
+@pytest.mark.parametrize("switches", V2_SWITCHES)
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_mosaic_fast_reference_step_and_prefill_agree(kernel):
-    model = mosaic(kernel)
-    reference = mosaic(kernel, path="reference")
+def test_mosaic_fast_reference_step_and_prefill_agree(kernel, switches):
+    model = mosaic(kernel, **V2_SWITCHES[switches])
+    with torch.no_grad():  # move the v2 parameters off their initial values (gates 1, α small)
+        for name, p in model.named_parameters():
+            if any(k in name for k in ("gate_map", "leak_map", "beta_power", "beta_floor")):
+                p.normal_(0, 0.5, generator=torch.Generator().manual_seed(2))
+    reference = mosaic(kernel, path="reference", **V2_SWITCHES[switches])
     reference.load_state_dict(model.state_dict())
     x = torch.randn(2, 11, 3, dtype=f64, generator=torch.Generator().manual_seed(1))
     out = model(x)
@@ -79,7 +88,7 @@ def test_mosaic_fast_reference_step_and_prefill_agree(kernel):
 
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_mosaic_output_ignores_later_inputs(kernel):
-    model = mosaic(kernel)
+    model = mosaic(kernel, version=2) if kernel == "dot_product" else mosaic(kernel)
     x = torch.randn(1, 10, 3, dtype=f64, requires_grad=True)
     for t in (0, 4, 9):
         (grad,) = torch.autograd.grad(model(x)[0, t].sum(), x)
@@ -160,3 +169,47 @@ def test_configs_saved_before_kernels_were_named_still_load():
     del state["memory.beta_kernel"]
     model.load_state_dict(state)
     torch.testing.assert_close(model.memory.beta(), torch.full((3,), 25.0))
+
+
+def test_adaptive_beta_grows_with_the_pairs_stored():
+    memory = ContextualMemory(8, 2, adaptive_beta=True).double()
+    with torch.no_grad():
+        memory.beta_power_logit.copy_(torch.tensor([0.0, 1.0]))
+        memory.beta_floor_logit.copy_(torch.tensor([-1.0, 2.0]))
+    pairs = torch.tensor([1, 4, 64])
+    beta = memory.beta(pairs)  # (U, Tq)
+    base = torch.exp(memory.beta_log.detach()) / 2
+    alpha = torch.sigmoid(torch.tensor([0.0, 1.0], dtype=f64))
+    floor = torch.log1p(torch.exp(torch.tensor([-1.0, 2.0], dtype=f64)))
+    for u in range(2):
+        for i, n in enumerate(pairs.tolist()):
+            assert abs(float(beta[u, i]) - (float(base[u]) * n ** float(alpha[u]) + float(floor[u]))) < 1e-12
+    with pytest.raises(ValueError, match="adaptive β depends on the number of pairs"):
+        memory.beta()
+    with pytest.raises(ValueError, match="exclude each other"):
+        MemoryOptions(beta=1.0, adaptive_beta=True)
+
+
+def test_gated_keys_start_as_v1_and_chunk_like_the_reference():
+    from sandbox.memories.contextual import gated_average, gated_average_reference
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 30, 8, dtype=f64)
+    v1, v2 = ContextualMemory(8, 2).double(), ContextualMemory(8, 2, gated_keys=True).double()
+    v2.load_state_dict(v1.state_dict(), strict=False)  # the gates' maps start at zero: g = 1, λ = v1's
+    torch.testing.assert_close(v2(x), v1(x), rtol=0, atol=1e-12)
+    gen = torch.Generator().manual_seed(1)
+    values = torch.randn(2, 3, 150, 4, generator=gen, dtype=f64)
+    log_leak = -torch.rand(2, 3, 150, generator=gen, dtype=f64) * 3
+    start = torch.randn(2, 3, 4, generator=gen, dtype=f64)
+    torch.testing.assert_close(gated_average(values, log_leak, 16, initial=start),
+                               gated_average_reference(values, log_leak, initial=start), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="gated_keys gates a leaky average"):
+        MemoryOptions(gated_keys=True, leak=False)
+
+
+def test_version_2_turns_on_every_switch():
+    config = MosaicConfig(version=2)
+    assert config.adaptive_beta and config.gated_keys
+    with pytest.raises(ValueError, match="version must be in"):
+        MosaicConfig(version=3)
