@@ -13,4 +13,5 @@ FAMILIES = {
     "three-moons": "figures.three_moons",
     "induction-heads": "figures.induction_heads",
     "regular-languages": "figures.regular_languages",
+    "variants": "figures.variants",
 }
