@@ -161,7 +161,8 @@ def summary(results: dict) -> list[tuple[str, str, str]]:
 
 def tune(preset_name: str, out: Path, progress: bool | None = None) -> dict[str, float]:
     """Train every model of the preset at each learning rate of `LR_GRID` (first seed) and keep, per
-    model, the one with the best validation accuracy; saved to `figures/variants_lr.json`."""
+    model, the one with the lowest validation loss (accuracy saturates at the training length, the
+    loss still tells the rates apart); saved to `figures/variants_lr.json`."""
     preset = PRESETS[preset_name]
     chosen, scores = {}, {}
     for name in preset["models"]:
@@ -169,9 +170,9 @@ def tune(preset_name: str, out: Path, progress: bool | None = None) -> dict[str,
             result = run(name, preset, lr, preset["seeds"][0], Path(out) / "tuning", progress)
             device = next(result.model.parameters()).device
             scores[f"{name} @ {lr:g}"] = evaluate(result.model, result.task, TrainConfig(
-                batch_size=preset["batch_size"], eval_batches=preset["eval_batches"]), device, split="val")["accuracy"]
-            print(f"  {name} lr {lr:g}: validation accuracy {scores[f'{name} @ {lr:g}']:.3f}")
-        chosen[name] = max(LR_GRID, key=lambda lr: (scores[f"{name} @ {lr:g}"], -abs(lr - 3e-3)))
+                batch_size=preset["batch_size"], eval_batches=preset["eval_batches"]), device, split="val")["loss"]
+            print(f"  {name} lr {lr:g}: validation loss {scores[f'{name} @ {lr:g}']:.4f}")
+        chosen[name] = min(LR_GRID, key=lambda lr: scores[f"{name} @ {lr:g}"])
     table = json.loads(TUNED.read_text()) if TUNED.exists() else {}
     table[preset_name] = chosen
     write_json(TUNED, table)

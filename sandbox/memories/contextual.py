@@ -49,11 +49,6 @@ def learned_beta(log_scale: torch.Tensor) -> torch.Tensor:
     return torch.exp(log_scale.clamp(max=BETA_CAP)) / 2
 
 
-def past_mask(length: int, past: int, *, device=None) -> torch.Tensor:
-    """(T, P+T-1) bool mask: query i of T new positions, after P earlier ones, sees keys s < P + i."""
-    return torch.ones(length, past + length - 1, dtype=torch.bool, device=device).tril(past - 1)
-
-
 # --- leaky average ---------------------------------------------------------------------------------
 
 def decay_matrix(log_leak: torch.Tensor, length: int) -> torch.Tensor:
@@ -155,11 +150,19 @@ class ContextualMemory(HookPoints, nn.Module):
     """
 
     def __init__(self, d: int, units: int, width: int | None = None, options: MemoryOptions | None = None,
-                 **changes):
+                 *, window: int | None = None, lag: tuple[int, int] | None = None, **changes):
         super().__init__()
         check_int(d, "d", low=1)
         check_int(units, "units", low=1)
         options = MemoryOptions.resolve(options, **changes)
+        # Which part of the past a query sees (Memory Mosaics v2's three-level memory): all of it by
+        # default; with `window` h only s > t - h (short term); with `lag` (m_low, m_high) only s <= t - m,
+        # m drawn uniformly from [m_low, m_high] at each training forward and m = m_low in evaluation.
+        self.window = None if window is None else check_int(window, "window", low=2)
+        if lag is not None:
+            check_int(lag[0], "lag", low=1)
+            check_int(lag[1], "lag", low=lag[0])
+        self.lag = lag
         width = d // units if width is None else check_int(width, "width", low=1)
         if width < 1:
             raise ValueError(f"units must be <= d so that each unit has width >= 1, got d={d}, units={units}")
@@ -276,6 +279,22 @@ class ContextualMemory(HookPoints, nn.Module):
                 return self.kernel.retrieve(queries, keys, values, beta, mask=mask)
             return self.kernel.weights(queries, keys, beta, mask=mask) @ values  # the definition
 
+    def visible(self, queries: torch.Tensor, keys: torch.Tensor, lag: int | None = None) -> torch.Tensor:
+        """(Tq, N) bool: may the query at position `queries` (Tq,) see the key at `keys` (N,)? The strict
+        past, cut to the window and the lag if the memory has them."""
+        seen = keys[None, :] < queries[:, None]
+        if self.window is not None:
+            seen &= keys[None, :] > queries[:, None] - self.window
+        if lag is not None:
+            seen &= keys[None, :] <= queries[:, None] - lag
+        return seen
+
+    def current_lag(self) -> int | None:
+        if self.lag is None:
+            return None
+        low, high = self.lag
+        return int(torch.randint(low, high + 1, ())) if self.training else low
+
     def causal(self, keys, values, *, path: str = "fast") -> torch.Tensor:
         """(B, U, T, h) outputs over the strict past of one sequence of keys and values."""
         length = keys.shape[-2]
@@ -296,23 +315,28 @@ class ContextualMemory(HookPoints, nn.Module):
         single position is one generation step.
         """
         check_choice(path, "path", {"fast", "reference"})
-        had_past = cache is not None and "keys" in cache
+        past = cache["keys"].shape[-2] if cache is not None and "keys" in cache else 0
         keys, values, finished = self.features(x, path=path, state=cache)
-        if not had_past:
-            outputs = self.causal(keys, values, path=path)  # (B, U, T, h)
+        length, lag = keys.shape[-2], self.current_lag()
+        plain = self.window is None and lag is None
+        if past == 0:
             all_keys, all_values = keys, values
         else:
-            past = cache["keys"].shape[-2]
             all_keys = torch.cat([cache["keys"], keys], -2)  # (B, U, P+T, h)
             all_values = torch.cat([cache["values"], finished, values], -2)  # the last one unfinished
-            length = keys.shape[-2]
-            mask = None if length == 1 else past_mask(length, past, device=keys.device)
-            outputs = self.retrieve(keys, all_keys[..., :-1, :], all_values[..., :-1, :], mask=mask, path=path,
-                                    pairs=torch.arange(past, past + length, device=keys.device))
+        positions = torch.arange(past, past + length, device=keys.device)  # (T,) of the queries
+        if past == 0 and plain:
+            outputs = self.causal(keys, values, path=path)  # (B, U, T, h): the fused strict past
+        elif past + length == 1:  # the first position of all: nothing stored yet
+            outputs = torch.zeros_like(values)
+        else:
+            mask = self.visible(positions, torch.arange(past + length - 1, device=keys.device), lag)  # (T, P+T-1)
+            outputs = self.retrieve(keys, all_keys[..., :-1, :], all_values[..., :-1, :], path=path,
+                                    mask=None if plain and length == 1 else mask, pairs=mask.sum(-1))
         if cache is not None:
             cache["keys"], cache["values"] = all_keys, all_values[..., :-1, :]  # v_T waits for x_{T+1}
         if self.wants("weights"):
-            self.put("weights", self.attention_weights(keys))
+            self.put("weights", self.attention_weights(keys, lag))
         self.put("keys", keys)
         self.put("values", values)
         self.put("outputs", outputs)
@@ -322,11 +346,11 @@ class ContextualMemory(HookPoints, nn.Module):
         """One generation step: x_t (B, d) -> y_t (B, d), continuing `cache`."""
         return self(x[:, None], cache=cache)[:, 0]
 
-    def attention_weights(self, keys: torch.Tensor) -> torch.Tensor:
-        """(B, U, T, T) the kernel's retrieval weights over the strict past (computed only when asked for)."""
-        length = keys.shape[-2]
-        mask = strict_past_mask(length, device=keys.device)
-        beta = self.beta(torch.arange(length, device=keys.device)).to(keys.dtype)  # (U,) or (U, T)
+    def attention_weights(self, keys: torch.Tensor, lag: int | None = None) -> torch.Tensor:
+        """(B, U, T, T) the kernel's retrieval weights over the visible past (computed only when asked for)."""
+        positions = torch.arange(keys.shape[-2], device=keys.device)
+        mask = self.visible(positions, positions, lag)  # (T, T)
+        beta = self.beta(mask.sum(-1)).to(keys.dtype)  # (U,) or (U, T)
         with trusted_inputs():
             if beta.dim() == 2:  # one β per query
                 return self.kernel.weights(keys[..., :, None, :], keys[..., None, :, :], beta, mask=mask[:, None, :])[..., 0, :]

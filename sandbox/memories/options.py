@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from sandbox.validation import check_fraction, check_positive
+from sandbox.validation import check_fraction, check_int, check_positive
 
 
 @dataclass
@@ -20,7 +20,10 @@ class MemoryOptions:
     complex_maps: 2×2-block complex W_φ, W_ψ, W_o; kernel: the retrieval kernel by registry name or
     dotted path (`sandbox memories` lists them). Memory Mosaics v2 (Zhang & Bottou, 2025, §3):
     adaptive_beta: β = β₁ n^α + β₀ grows with the number n of pairs a query sees (contextual memory);
-    gated_keys: k̄_t = g_t W_φ x_t + λ_t k̄_{t-1} with g_t = e^{w_g·x_t}, λ_t = e^{-|w_λ·x_t + θ_λ|}."""
+    gated_keys: k̄_t = g_t W_φ x_t + λ_t k̄_{t-1} with g_t = e^{w_g·x_t}, λ_t = e^{-|w_λ·x_t + θ_λ|};
+    three_level: a short-term contextual memory over the last `window` steps, a long-term one over
+    s <= t - m (m uniform in `lag_range` in training, its low end in evaluation) with their own
+    parameters, outputs summed (= concatenated then projected), and a SwiGLU persistent memory."""
 
     leak: bool = True
     normalise: bool = True
@@ -30,6 +33,9 @@ class MemoryOptions:
     kernel: str = "dot_product"
     adaptive_beta: bool = False
     gated_keys: bool = False
+    three_level: bool = False
+    window: int = 64
+    lag_range: tuple[int, int] = (64, 256)
 
     def __post_init__(self):
         if self.beta is not None:
@@ -39,6 +45,11 @@ class MemoryOptions:
                                  "each other: set beta=none or adaptive_beta=false")
         if self.gamma is not None:
             check_fraction(self.gamma, "gamma")
+        check_int(self.window, "window", low=2)
+        if len(self.lag_range) != 2:
+            raise ValueError(f"lag_range must be two integers (low, high), got {self.lag_range}")
+        check_int(self.lag_range[0], "lag_range", low=1)
+        check_int(self.lag_range[1], "lag_range", low=self.lag_range[0])
         if self.gated_keys and not self.leak:
             raise ValueError("gated_keys gates a leaky average: it needs leak=true")
         kernel = self.kernel_class()  # fail now, not at build time

@@ -96,3 +96,28 @@ class PersistentMemory(HookPoints, nn.Module):
     def step(self, x: torch.Tensor, cache: dict) -> torch.Tensor:
         """One generation step: x_t (B, d) -> y_t (B, d), carrying the leaky key sum in `cache`."""
         return self(x[:, None], cache=cache)[:, 0]
+
+
+class SwiGLUMemory(HookPoints, nn.Module):
+    """The persistent memory of Memory Mosaics v2: a SwiGLU feed-forward layer, W_o (silu(W_1 x) ⊙ W_3 x).
+
+    Its hidden width matches the slot memory's parameters: 3·d·hidden = 2d² + 2Nd.
+    """
+
+    def __init__(self, d: int, slots: int):
+        super().__init__()
+        check_int(d, "d", low=1)
+        check_int(slots, "slots", low=1)
+        hidden = max(1, round((2 * d * d + 2 * slots * d) / (3 * d)))
+        self.gate_map, self.up_map = nn.Linear(d, hidden, bias=False), nn.Linear(d, hidden, bias=False)  # W_1, W_3
+        self.out_map = nn.Linear(hidden, d, bias=False)  # W_o
+
+    def hook_points(self) -> list[str]:
+        return ["outputs"]
+
+    def forward(self, x: torch.Tensor, *, path: str = "fast", cache: dict | None = None) -> torch.Tensor:
+        """(B, T, d) -> (B, T, d), position by position (nothing to carry in `cache`)."""
+        check_choice(path, "path", {"fast", "reference"})
+        hidden = torch.nn.functional.silu(self.gate_map(x)) * self.up_map(x)  # (B, T, hidden)
+        self.put("outputs", hidden)
+        return self.out_map(hidden)

@@ -51,9 +51,9 @@ def _check_widths(d: int, layers: int, parts: int, name: str) -> None:
 @dataclass
 class MosaicConfig(MemoryOptions):
     """A Memory Mosaic. persistent_slots None means N = 3.5·d (parameter parity with GPT); 0 means none.
-    The memory options (leak, normalise, beta, gamma, complex_maps, kernel, adaptive_beta, gated_keys)
-    are `MemoryOptions`' fields; version 2 turns on the Memory Mosaics v2 switches (adaptive_beta,
-    gated_keys); path "reference" runs the slow definition (for checking)."""
+    The memory options (leak, normalise, beta, gamma, complex_maps, kernel, adaptive_beta, gated_keys,
+    three_level, window, lag_range) are `MemoryOptions`' fields; version 2 turns on the Memory Mosaics
+    v2 switches (adaptive_beta, gated_keys, three_level); path "reference" runs the slow definition."""
 
     d: int = 128
     layers: int = 2
@@ -66,7 +66,7 @@ class MosaicConfig(MemoryOptions):
     def __post_init__(self):
         check_int(self.version, "version", low=1, high=2)
         if self.version == 2:
-            self.adaptive_beta = self.gated_keys = True
+            self.adaptive_beta = self.gated_keys = self.three_level = True
         super().__post_init__()
         _check_widths(self.d, self.layers, self.units, "units")
         if self.complex_maps and (self.d // self.units) % 2:

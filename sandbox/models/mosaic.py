@@ -19,26 +19,37 @@ from torch import nn
 from sandbox.layers import Inspectable
 from sandbox.memories.contextual import ContextualMemory
 from sandbox.memories.options import MemoryOptions
-from sandbox.memories.persistent import PersistentMemory
+from sandbox.memories.persistent import PersistentMemory, SwiGLUMemory
 from sandbox.models.generation import Generating
 from sandbox.models.init import reference_init
 
 
 class MosaicBlock(nn.Module):
-    """Pre-norm block: x += CMem(LN(x)); x += PMem(LN(x)) (no persistent memory when slots = 0)."""
+    """Pre-norm block: x += CMem(LN(x)); x += PMem(LN(x)) (no persistent memory when slots = 0).
+
+    With the three-level memory (v2) CMem is a short-term memory over the last `window` steps plus a
+    long-term one over s <= t - m (`cmem_long`), and PMem a SwiGLU layer.
+    """
 
     def __init__(self, d: int, units: int, slots: int, dropout: float, options: MemoryOptions):
         super().__init__()
         self.norm_c = nn.LayerNorm(d)
-        self.cmem = ContextualMemory(d, units, options=options)
+        three_level = options.three_level
+        self.cmem = ContextualMemory(d, units, options=options, window=options.window if three_level else None)
+        self.cmem_long = ContextualMemory(d, units, options=options, lag=options.lag_range) if three_level else None
         self.norm_p = nn.LayerNorm(d) if slots else None
-        self.pmem = PersistentMemory(d, units, slots, options=options) if slots else None
+        persistent = (lambda: SwiGLUMemory(d, slots)) if three_level else (lambda: PersistentMemory(d, units, slots, options=options))
+        self.pmem = persistent() if slots else None
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, *, path: str = "fast", cache: dict | None = None) -> torch.Tensor:
         """(B, T, d) -> (B, T, d); with a cache, x continues the positions it holds (see the memories)."""
-        caches = (None, None) if cache is None else (cache.setdefault("cmem", {}), cache.setdefault("pmem", {}))
-        x = x + self.dropout(self.cmem(self.norm_c(x), path=path, cache=caches[0]))
+        caches = (None, None, None) if cache is None else tuple(cache.setdefault(k, {}) for k in ("cmem", "pmem", "cmem_long"))
+        h = self.norm_c(x)
+        contextual = self.cmem(h, path=path, cache=caches[0])
+        if self.cmem_long is not None:  # W_o [short; long] = W_short short + W_long long
+            contextual = contextual + self.cmem_long(h, path=path, cache=caches[2])
+        x = x + self.dropout(contextual)
         if self.pmem is not None:
             x = x + self.dropout(self.pmem(self.norm_p(x), path=path, cache=caches[1]))
         return x
@@ -60,7 +71,7 @@ class MemoryMosaic(Generating, Inspectable):
         self.blocks = nn.ModuleList(MosaicBlock(d, units, slots, dropout, MemoryOptions.resolve(options)) for _ in range(layers))
         self.norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(dropout)
-        reference_init(self, layers=layers, residual=("cmem.out_map", "pmem.out_map"),
+        reference_init(self, layers=layers, residual=("cmem.out_map", "cmem_long.out_map", "pmem.out_map"),
                        tied="read_in" if vocab_size is not None else None)
 
     def head(self, h: torch.Tensor) -> torch.Tensor:

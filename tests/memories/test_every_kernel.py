@@ -51,7 +51,8 @@ def mosaic(kernel: str, **changes):
 
 
 V2_SWITCHES = {"v1": {}, "adaptive_beta": {"adaptive_beta": True}, "gated_keys": {"gated_keys": True},
-               "v2": {"version": 2}}
+               "three_level": {"three_level": True, "window": 3, "lag_range": (2, 5)},
+               "v2": {"version": 2, "window": 4, "lag_range": (3, 6)}}
 
 
 @pytest.mark.parametrize("switches", V2_SWITCHES)
@@ -107,6 +108,15 @@ def test_recorded_weights_are_the_kernels(kernel):
     weights = cache["blocks.0.cmem.weights"]  # (B, U, T, T)
     assert torch.count_nonzero(weights.triu()) == 0  # strict past
     torch.testing.assert_close(weights @ cache["blocks.0.cmem.values"], cache["blocks.0.cmem.outputs"], rtol=0, atol=1e-12)
+    # The v2 short- and long-term memories record the weights over the part of the past they see.
+    v2 = mosaic(kernel, version=2, window=3, lag_range=(4, 6))
+    _, levels = v2.run_with_cache(x, [f"blocks.0.{m}.{p}" for m in ("cmem", "cmem_long") for p in ("weights", "values", "outputs")])
+    t, s = torch.meshgrid(torch.arange(9), torch.arange(9), indexing="ij")
+    for name, lags in (("cmem", range(1, 3)), ("cmem_long", range(4, 9))):
+        level = levels[f"blocks.0.{name}.weights"]
+        outside = ~sum((t - s == lag) for lag in lags).bool()
+        assert torch.count_nonzero(level[..., outside]) == 0 and torch.count_nonzero(level) > 0
+        torch.testing.assert_close(level @ levels[f"blocks.0.{name}.values"], levels[f"blocks.0.{name}.outputs"], rtol=0, atol=1e-12)
     pmem = model.blocks[0].pmem
     _, slot_values = pmem.slots(f64)
     torch.testing.assert_close(cache["blocks.0.pmem.weights"] @ slot_values, cache["blocks.0.pmem.outputs"], rtol=0, atol=1e-12)
@@ -210,6 +220,15 @@ def test_gated_keys_start_as_v1_and_chunk_like_the_reference():
 
 def test_version_2_turns_on_every_switch():
     config = MosaicConfig(version=2)
-    assert config.adaptive_beta and config.gated_keys
+    assert config.adaptive_beta and config.gated_keys and config.three_level
     with pytest.raises(ValueError, match="version must be in"):
         MosaicConfig(version=3)
+
+
+def test_long_term_lag_is_drawn_in_training_and_fixed_in_evaluation():
+    memory = ContextualMemory(8, 2, lag=(2, 5))
+    torch.manual_seed(0)
+    assert {memory.current_lag() for _ in range(200)} == {2, 3, 4, 5}
+    assert {memory.eval().current_lag() for _ in range(20)} == {2}
+    with pytest.raises(ValueError, match="lag must be in"):
+        ContextualMemory(8, 2, lag=(3, 2))
