@@ -91,7 +91,26 @@ def test_schedules(schedule):
 
 def test_sgd_and_frozen_parameters(tmp_path):
     result = run(tmp_path, "train.optimizer=sgd", "train.momentum=0.9")
-    assert result.final_metrics["loss"] > 0
+    state = torch.load(result.run_dir / "checkpoint.pt")["optimizer"]  # what the run actually stepped with
+    assert state["param_groups"][0]["momentum"] == 0.9 and "betas" not in state["param_groups"][0]
+    assert state["state"] and all("momentum_buffer" in s for s in state["state"].values())
+    # A parameter with requires_grad=False is left out of the optimizer and does not move.
+    from sandbox.train import build, make_optimizer
+
+    config = parse_overrides([*TINY, f"out={tmp_path}", "train.optimizer=sgd", "train.momentum=0.9"])
+    _, model = build(config, torch.device("cpu"))
+    frozen_name, frozen = next(iter(model.named_parameters()))
+    frozen.requires_grad_(False)
+    before = weights(model)
+    optimizer = make_optimizer(model, config.train)
+    assert all(p is not frozen for group in optimizer.param_groups for p in group["params"])
+    task = config.task.build(config.seed)
+    batch = task.batch("train", 0, 4)
+    task.loss(model(batch.inputs), batch).backward()
+    optimizer.step()
+    after = model.state_dict()
+    assert torch.equal(after[frozen_name], before[frozen_name])
+    assert any(not torch.equal(after[k], before[k]) for k in before if k != frozen_name)
 
 
 def test_gradient_clipping_bounds_the_update(tmp_path):

@@ -2,7 +2,11 @@
 
 import math
 
+import torch
+
 from sandbox.cli import main
+from sandbox.config import RunConfig
+from sandbox.train import build
 
 
 def run_tiny(tmp_path_factory, family: str):
@@ -10,6 +14,13 @@ def run_tiny(tmp_path_factory, family: str):
     out = tmp_path_factory.mktemp("figures")
     assert main(["figures", family, "--preset", "tiny", "--out", str(out), "--no-progress"]) == 0
     return out / family
+
+
+def load_run(run_dir):
+    """(task, model) of a finished run, rebuilt on the CPU from its config.json and checkpoint.pt."""
+    task, model = build(RunConfig.load(run_dir / "config.json"), torch.device("cpu"))
+    model.load_state_dict(torch.load(run_dir / "checkpoint.pt", map_location="cpu")["model"])
+    return task, model.eval()
 
 
 def redraw(results_dir, stem: str) -> None:

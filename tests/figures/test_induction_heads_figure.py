@@ -5,7 +5,8 @@ import json
 import pytest
 
 from figures import induction_heads
-from figure_helpers import finite, redraw, run_tiny
+from figure_helpers import finite, load_run, redraw, run_tiny
+from sandbox.analysis.probes import memory_probes
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,12 @@ def test_files_and_numbers(results_dir):
     assert set(results["mosaic_vs_gpt"]) == set(induction_heads.COMPARED)
     for curve in results["transformer"].values():
         assert set(induction_heads.PROBES) <= set(curve) and len(curve["steps"]) == 2
-        assert all(0 <= v <= 1 for p in induction_heads.PROBES for v in curve[p])
+    for label, curve in results["transformer"].items():  # the last point is the trained model's probes
+        task, model = load_run(results_dir / "runs" / f"transformer-{label}")
+        assert curve["steps"][-1] == induction_heads.PRESETS["tiny"]["steps"]
+        triggers = None if curve["random_triggers"] else task.fixed_triggers
+        final = memory_probes(model, triggers)
+        assert [curve[p][-1] for p in induction_heads.PROBES] == pytest.approx([final[p] for p in induction_heads.PROBES])
     n = induction_heads.PRESETS["tiny"]["attention_len"]
     assert [len(m) for m in results["attention"].values()] == [n, n]
 

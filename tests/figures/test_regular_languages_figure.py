@@ -1,11 +1,15 @@
 """The regular-languages figure: the tiny preset writes its files with finite numbers; plots redraw."""
 
 import json
+import math
 
 import pytest
+import torch
 
 from figures import regular_languages
-from figure_helpers import finite, redraw, run_tiny
+from figure_helpers import finite, load_run, redraw, run_tiny
+from sandbox.config import TrainConfig
+from sandbox.train import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +24,13 @@ def test_files_numbers_and_baselines(results_dir):
     assert finite(results)
     runs = {(r["model"], r["automata"]) for r in results["runs"]}
     assert runs == {(m, n) for m in ("mosaic", "gpt") for n in regular_languages.PRESETS["tiny"]["automata"]}
-    for run in results["runs"]:
-        assert 0 <= run["accuracy"] <= 1 and 0 <= run["tvd"] <= 1
+    preset = regular_languages.PRESETS["tiny"]
+    for run in results["runs"]:  # the plotted scores are the trained model's scores on every test sequence
+        task, model = load_run(results_dir / "runs" / f"{run['model']}-N{run['automata']}")
+        batches = math.ceil(preset["eval_automata"] / preset["batch_size"])
+        test = evaluate(model, task, TrainConfig(batch_size=preset["batch_size"], eval_batches=batches),
+                        torch.device("cpu"), split="test")
+        assert (run["accuracy"], run["tvd"]) == pytest.approx((test["accuracy"], test["tvd"]), rel=1e-6)
     two, three = results["baselines"]["2-gram"], results["baselines"]["3-gram"]
     assert three["accuracy"] > two["accuracy"] and three["tvd"] < two["tvd"]
 

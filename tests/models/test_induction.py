@@ -75,9 +75,26 @@ def test_recall_counts_matches():
     assert recall(torch.eye(3), inputs, inputs, torch.tensor([1, 2, 0])) == 0.0
 
 
-def test_attention_probes_are_fractions():
-    probes = attention_probes(model(), torch.randint(20, (2, 30)))
-    assert 0 <= probes["layer1_previous_token"] <= 1 and 0 <= probes["layer2_induction"] <= 1
+def test_attention_probes_at_initialisation_are_the_uniform_masses():
+    # W_K¹ = W_K² = 0 at initialisation: each position t attends uniformly to s <= t, weight 1/(t+1).
+    T = 12
+    repeating = torch.arange(T) % 4  # every t >= 4 repeats t - 4, whose follower t - 3 is in the past
+    distinct = torch.arange(T)  # no repeats: contributes to layer 1 only
+    probes = attention_probes(model(), torch.stack([repeating, distinct]))
+    uniform = 1 / (torch.arange(T, dtype=torch.float64) + 1)  # (T,) weight of any one s <= t
+    assert probes["layer1_previous_token"] == pytest.approx(float(uniform[1:].mean()), rel=1e-6)
+    assert probes["layer2_induction"] == pytest.approx(float(uniform[4:].mean()), rel=1e-6)
+    assert attention_probes(model(), distinct[None])["layer2_induction"] == 0.0
+
+
+def test_attention_probes_see_a_previous_token_head():
+    # Scores p_tᵀ W_K¹ p_s made large exactly for s = t - 1: layer 1 then puts all its mass there.
+    m = model()
+    P = m.positions  # (T, d)
+    with torch.no_grad():
+        m.W_K1.copy_(200 * torch.linalg.pinv(P) @ torch.eye(len(P)).roll(-1, 1) @ torch.linalg.pinv(P).T)
+    tokens = torch.zeros(1, 10, dtype=torch.long)  # one token: only the positions tell steps apart
+    assert attention_probes(m, tokens)["layer1_previous_token"] > 0.99
 
 
 def test_bad_config():
