@@ -23,7 +23,7 @@ from tasks.recall import RecallConfig
 
 HERE = Path(__file__).resolve().parent
 TUNED = HERE / "variants_lr.json"  # {preset: {model: lr}}, written by the tuning run
-LR_GRID = (1e-3, 3e-3, 1e-2)
+LR_GRID = (1e-3, 3e-3, 1e-2, 3e-2)
 
 # name -> the mosaic options that make it (None: the GPT baseline)
 MODELS = {
@@ -164,19 +164,22 @@ def tune(preset_name: str, out: Path, progress: bool | None = None) -> dict[str,
     model, the one with the lowest validation loss (accuracy saturates at the training length, the
     loss still tells the rates apart); saved to `figures/variants_lr.json`."""
     preset = PRESETS[preset_name]
-    chosen, scores = {}, {}
+    record = Path(out) / "tuning" / f"scores-{preset_name}.json"
+    scores = json.loads(record.read_text()) if record.exists() else {}  # a rerun keeps what it has
+    chosen = {}
     for name in preset["models"]:
         for lr in LR_GRID:
-            result = run(name, preset, lr, preset["seeds"][0], Path(out) / "tuning", progress)
-            device = next(result.model.parameters()).device
-            scores[f"{name} @ {lr:g}"] = evaluate(result.model, result.task, TrainConfig(
-                batch_size=preset["batch_size"], eval_batches=preset["eval_batches"]), device, split="val")["loss"]
+            if f"{name} @ {lr:g}" not in scores:
+                result = run(name, preset, lr, preset["seeds"][0], Path(out) / "tuning", progress)
+                device = next(result.model.parameters()).device
+                scores[f"{name} @ {lr:g}"] = evaluate(result.model, result.task, TrainConfig(
+                    batch_size=preset["batch_size"], eval_batches=preset["eval_batches"]), device, split="val")["loss"]
+                write_json(record, scores)
             print(f"  {name} lr {lr:g}: validation loss {scores[f'{name} @ {lr:g}']:.4f}")
         chosen[name] = min(LR_GRID, key=lambda lr: scores[f"{name} @ {lr:g}"])
     table = json.loads(TUNED.read_text()) if TUNED.exists() else {}
     table[preset_name] = chosen
     write_json(TUNED, table)
-    write_json(Path(out) / "tuning" / f"scores-{preset_name}.json", scores)
     return chosen
 
 
