@@ -90,7 +90,7 @@ def plot(out: Path) -> list[Path]:
             ax.plot(*zip(*paper), marker="x", ls=":", color=colour, alpha=0.5, label=f"{name} (paper)")
         for (label, scores), style in zip(results["baselines"].items(), ("--", "-.")):
             ax.axhline(scores[metric], color="0.4", ls=style, lw=1, label=f"in-context {label}")
-        ax.set(xscale="log", xlabel="training automata N", ylabel="test accuracy" if col == 0 else "test TVD",
+        ax.set(xscale="log", xlabel="training automata N", ylabel="test accuracy" if col == 0 else "test TVD = ½ Σ|p − q|",
                title="accuracy (higher is better)" if col == 0 else "total variation distance (lower is better)")
         ax.legend(fontsize=7)
     fig.tight_layout()
