@@ -66,16 +66,18 @@ def run_config(preset: dict, units: int, seed: int, out: Path, lr: float = LR) -
 
 def analyse(model, task, preset: dict, units: int, keep_attention: bool) -> dict:
     memory = model.memory
-    moduli = {name: getattr(memory, attr).block_moduli().detach()
+    device = next(model.parameters()).device  # the analysis runs where training ran (device auto)
+    moduli = {name: getattr(memory, attr).block_moduli().detach().cpu()
               for name, attr in (("W_phi", "keys_map"), ("W_psi", "values_map"), ("W_o", "out_map"))}
     score, unit_scores = disentanglement_score(moduli["W_phi"], units)
     reads = moon_assignment(moduli["W_phi"], units)  # per unit, the moons (0, 1, 2) it reads
     info = task.describe()
     window = int(info["val_combined_period_in_steps"]) + 100  # P/dt + 100 steps, as in the paper
     val = task.batch("val", 0, preset["eval_sequences"])
-    _, cache = model.run_with_cache(val.inputs[:1, :window], ["memory.weights"])
-    weights = cache["memory.weights"][0]  # (U, T, T)
-    errors = free_running_error(model, torch.cat([val.inputs, val.targets[:, -1:]], 1), preset["contexts"], HORIZON)
+    _, cache = model.run_with_cache(val.inputs[:1, :window].to(device), ["memory.weights"])
+    weights = cache["memory.weights"][0].cpu()  # (U, T, T)
+    observations = torch.cat([val.inputs, val.targets[:, -1:]], 1).to(device)
+    errors = free_running_error(model, observations, preset["contexts"], HORIZON)
     result = {"units": units, "score": score, "unit_scores": unit_scores, "reads": reads,
               "moduli": {k: v.tolist() for k, v in moduli.items()}, "generation_error": errors}
     if keep_attention:  # every second step, 4 decimals: enough for the picture, small on disk
