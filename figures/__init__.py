@@ -6,7 +6,12 @@ Each module declares `PRESETS` (named settings: `tiny` for the tests, `quick` fo
 - `compute(preset: dict, out: Path, progress: bool | None) -> dict`: trains and evaluates through the shared
   engine, writes its results as JSON under `out/` and returns them;
 - `plot(out: Path) -> list[Path]`: draws every panel from the saved results alone, so a figure can be
-  restyled without retraining.
+  restyled without retraining;
+- `summary(results) -> rows (quantity, ours, published, our target)` for the gallery (`gallery.py`).
+
+A family that compares models also declares `TUNING` (a learning-rate grid of at least 3 values and the
+validation metric) and `tuning_runs(preset)`; `python -m figures.tune NAME --preset P` is its separate
+tuning run, whose choice is saved in `figures/tuned/NAME.json` and read by the presets (`tune.py`).
 """
 
 FAMILIES = {

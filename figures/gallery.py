@@ -5,7 +5,8 @@
     python -m figures.gallery --results figures/out figures/out-paper   # several runs, e.g. quick and paper
 
 For every family with results, the page shows its PNGs, the command that made them, the wall time
-recorded beside the results, and a table of our numbers next to the paper's (each module's `summary`).
+recorded beside the results, and a table of our numbers next to the published ones and, where the paper
+gives no number, the target we hold the reproduction to (each module's `summary`).
 The page is generated: edit this script or the modules, not the README.
 """
 
@@ -38,9 +39,17 @@ def family_section(name: str, results_dir: Path, images_dir: Path, page_dir: Pat
     for png in sorted(results_dir.glob("*.png")):
         shutil.copyfile(png, target / png.name)
         lines += [f"![{png.stem}]({Path(os.path.relpath(target / png.name, page_dir)).as_posix()})", ""]
-    lines += ["| quantity | ours | paper |", "| --- | --- | --- |"]
-    lines += [f"| {q} | {ours} | {paper} |" for q, ours, paper in module.summary(results)]
+    lines += ["| quantity | ours | published | our target |", "| --- | --- | --- | --- |"]
+    lines += [table_row(row) for row in module.summary(results)]
     return "\n".join(lines) + "\n"
+
+
+def table_row(row: tuple) -> str:
+    """A summary row (quantity, ours, published, our target) as a table line; a 3-tuple has no target."""
+    if len(row) not in (3, 4):
+        raise ValueError(f"a summary row is (quantity, ours, published[, our target]), got {row!r}")
+    quantity, ours, published, target = (*row, "—") if len(row) == 3 else row
+    return f"| {quantity} | {ours} | {published} | {target} |"
 
 
 def build_page(results_roots: list[Path], images_dir: Path, page: Path) -> str:
@@ -59,8 +68,9 @@ def build_page(results_roots: list[Path], images_dir: Path, page: Path) -> str:
         "Presets: `tiny` (the tests, seconds), `quick` (a 2-core CPU), `paper` (the published settings; use a GPU).",
         "This page is written by `python -m figures.gallery --results figures/out ...` from saved results;",
         f"the images below are copies kept in `figures/gallery/`. Machine: {machine}.", "",
-        "In the tables, *paper* quotes the published figures and numbers (docs/) or the target we hold",
-        "the reproduction to; *ours* comes from the preset named in each section. The quick preset trains smaller",
+        "In the tables, *published* quotes the papers' figures and numbers (docs/); *our target* is what",
+        "we hold the reproduction to where the paper states no number; *ours* comes from the preset named in",
+        "each section. The quick preset trains smaller",
         "models for fewer steps than the paper did: read its agreement in direction and ordering, not to the decimal.", "",
     ]
     sections = [family_section(path.name, path, images_dir, page.parent) for path in present]

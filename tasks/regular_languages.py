@@ -10,7 +10,8 @@ training automata and never share a language with it.
 Metrics from logits at every position but the first, including those whose target is '|' (scored
 against the continuation distribution of the current state; after '|' the state is the start):
 accuracy (the argmax is a legal next symbol) and total variation distance to the true next-symbol
-distribution, micro-averaged. `ngram_baseline` gives the in-context 2-gram and 3-gram references.
+distribution (TVD = ½ Σ|p − q|), micro-averaged. `ngram_baseline` gives the in-context 2-gram and 3-gram
+references with the published back-off scheme.
 """
 
 from __future__ import annotations
@@ -166,34 +167,90 @@ def regular_language_scores(probabilities: torch.Tensor, batch: Batch) -> dict[s
     return {"accuracy": float(legal[scored].double().mean()), "tvd": float(tvd[scored].mean())}
 
 
+FILLER = -1  # pads the start of every string, so that its first letters have an order-n history
+
+
+class _Counts:
+    """n-gram counts of one sequence so far, for n = 1..order, over the strings read up to now.
+
+    `gram[h]` is the count of the (n-1)-gram h anywhere (also at the end of a string, where nothing
+    follows it yet); `after[h]` counts the letters that followed h. Every string is padded at its start
+    with order-1 fillers, which are counted as symbols, as the published baseline does.
+    """
+
+    def __init__(self, order: int):
+        self.order = order
+        self.gram: Counter = Counter()
+        self.after: dict[tuple, Counter] = defaultdict(Counter)
+        self.seen: list[int] = []  # letters read so far in the sequence, in order of appearance
+        self.symbols = 0  # unigram count, fillers included
+        self.text: list[int] = []
+
+    def new_string(self) -> None:
+        self.text = [FILLER] * (self.order - 1)
+        for end in range(1, len(self.text) + 1):  # the grams made of fillers only
+            for n in range(1, end + 1):
+                self.gram[tuple(self.text[end - n:end])] += 1
+        self.symbols += len(self.text)
+
+    def append(self, letter: int) -> None:
+        if letter not in self.after[()]:
+            self.seen.append(letter)
+        for n in range(1, self.order + 1):
+            history = tuple(self.text[len(self.text) - n + 1:]) if n > 1 else ()
+            self.after[history][letter] += 1
+            self.gram[history + (letter,)] += 1
+        self.text.append(letter)
+        self.symbols += 1
+
+    def history(self) -> tuple:
+        return tuple(self.text[len(self.text) - self.order + 1:]) if self.order > 1 else ()
+
+    def probabilities(self, history: tuple, candidates: list[int]) -> dict[int, float]:
+        """Back-off probabilities of the `candidates` letters after `history`.
+
+        A letter seen after h gets c(h·x)/c(h); the mass left, 1 - Σ over all letters seen after h,
+        is spread over the unseen candidates in proportion to their probabilities after h minus its
+        first symbol, down to the unigram frequencies."""
+        if not history:
+            unigrams = self.after[()]
+            return {x: unigrams[x] / self.symbols for x in candidates}
+        counts, total = self.after.get(history, {}), self.gram[history]
+        out = {x: counts[x] / total for x in candidates if x in counts}
+        unseen = [x for x in candidates if x not in counts]
+        if unseen:
+            lower = self.probabilities(history[1:], unseen)
+            left, norm = 1.0 - sum(counts.values()) / max(total, 1), sum(lower.values())
+            out.update({x: left * p / norm for x, p in lower.items()})
+        return out
+
+
 def ngram_predictions(inputs: torch.Tensor, n: int) -> torch.Tensor:
-    """In-context n-gram predictions (B, T, 20) with back-off: counts of letter continuations seen so far
-    in the sequence, histories restarting at each '|' (which acts as a start symbol)."""
+    """In-context n-gram predictions (B, T, 20) with back-off, as the published RegBench baseline
+    (Akyürek et al. 2024): counts over the strings of the sequence read so far, each padded at its
+    start; the history restarts at each '|'; only letters already seen in the sequence get mass; the
+    distribution is normalised at the end (where no letter is left for the back-off, Σ < 1)."""
+    check_int(n, "n", low=1, high=8)
     batch, length = inputs.shape
-    out = torch.zeros(batch, length, VOCAB, dtype=torch.float64)
-    letters = torch.zeros(VOCAB, dtype=torch.float64)
-    letters[1:SEPARATOR] = 1 / (SEPARATOR - 1)
+    out = np.zeros((batch, length, VOCAB))
     for b in range(batch):
-        counts = [defaultdict(Counter) for _ in range(n)]  # counts[k][history of k tokens] -> next letters
-        history: list[int] = [SEPARATOR]
-        seq = inputs[b].tolist()
-        for t, token in enumerate(seq):
-            history = [SEPARATOR] if token == SEPARATOR else history + [token]
-            for k in range(n - 1, -1, -1):  # longest history with any counts wins
-                key = tuple(history[len(history) - k:]) if k else ()
-                if k <= len(history) and counts[k].get(key):
-                    c = counts[k][key]
-                    total = sum(c.values())
-                    for symbol, m in c.items():
-                        out[b, t, symbol] = m / total
-                    break
+        counts = _Counts(n)
+        counts.new_string()
+        for t, token in enumerate(inputs[b].tolist()):
+            if token == PAD:
+                break
+            if token == SEPARATOR:
+                counts.new_string()
             else:
-                out[b, t] = letters
-            if t + 1 < length and seq[t + 1] not in (SEPARATOR, PAD):
-                for k in range(n):
-                    if k <= len(history):
-                        counts[k][tuple(history[len(history) - k:]) if k else ()][seq[t + 1]] += 1
-    return out
+                counts.append(token)
+            if not counts.seen:
+                out[b, t, 1:SEPARATOR] = 1 / (SEPARATOR - 1)
+                continue
+            p = counts.probabilities(counts.history(), counts.seen)
+            norm = sum(p.values())
+            for x, value in p.items():
+                out[b, t, x] = value / norm
+    return torch.from_numpy(out)
 
 
 def ngram_baseline(task: RegularLanguages, split: str = "test", n: int = 3, batch_size: int = 50) -> dict[str, float]:

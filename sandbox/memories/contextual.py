@@ -40,6 +40,23 @@ def unit(x: torch.Tensor, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
     return x * (scale / x.norm(dim=-1, keepdim=True).clamp_min(NORM_EPS))
 
 
+# The per-unit scalars θ_λ, θ_β and θ_α are stored divided by SCALAR_SCALE and multiplied back where they
+# are used, as in the official code: Adam moves a parameter by about lr per step whatever its scale, so
+# θ then moves 10× faster, at the pace of the weights. Measured against plain storage (one-layer mosaic
+# on trigger bigrams, 150 steps: in-context accuracy 0.94 against 0.84 at step 25; two-layer mosaic on
+# 100 regular languages, 300 steps: test accuracy .825 against .801, TVD .401 against .439).
+SCALAR_SCALE = 10.0
+
+
+def stored(value: torch.Tensor) -> nn.Parameter:
+    """A per-unit scalar parameter holding θ / SCALAR_SCALE; `scaled` gives θ back."""
+    return nn.Parameter(value / SCALAR_SCALE)
+
+
+def scaled(parameter: torch.Tensor) -> torch.Tensor:
+    return parameter * SCALAR_SCALE
+
+
 def learned_beta(log_scale: torch.Tensor) -> torch.Tensor:
     """The kernel β from its parameter θ_β, the log of the attention scale 2β (capped).
 
@@ -173,14 +190,14 @@ class ContextualMemory(HookPoints, nn.Module):
         self.values_map = linear(d, units * width, complex_maps=options.complex_maps)  # W_ψ
         self.out_map = linear(units * width, d, complex_maps=options.complex_maps)  # W_o
         # λ = e^{-|θ_λ|}, θ_λ spread over [0.5, 5] across units: short and long memories side by side.
-        self.leak_logit = nn.Parameter(torch.linspace(0.5, 5.0, units)) if options.leak else None
+        self.leak_logit = stored(torch.linspace(0.5, 5.0, units)) if options.leak else None
         # γ ∈ (0, 1) learned per unit (sigmoid), or fixed; α = e^{θ_α} scales normalised values.
         if options.gamma is None:
             self.gamma_logit = nn.Parameter(torch.logit(torch.empty(units).uniform_(0.05, 0.95)))
         else:
             self.register_buffer("gamma_fixed", torch.full((units,), float(options.gamma)))
             self.gamma_logit = None
-        self.alpha_log = nn.Parameter(torch.full((units,), -0.5)) if options.normalise else None
+        self.alpha_log = stored(torch.full((units,), -0.5)) if options.normalise else None
         if options.gated_keys:  # g_t = e^{w_g·x_t}, λ_t = e^{-|w_λ·x_t + θ_λ|}: at initialisation those of v1
             self.gate_map = nn.Linear(d, units, bias=False)  # w_g
             self.leak_map = nn.Linear(d, units, bias=False)  # w_λ
@@ -190,7 +207,7 @@ class ContextualMemory(HookPoints, nn.Module):
             self.beta_power_logit = nn.Parameter(torch.full((units,), -2.0))
             self.beta_floor_logit = nn.Parameter(torch.full((units,), 0.0))
         if options.beta is None:
-            self.beta_log = nn.Parameter(torch.full((units,), 2.0))  # θ_β = log 2β: β ≈ 3.7
+            self.beta_log = stored(torch.full((units,), 2.0))  # θ_β = log 2β: β ≈ 3.7
         else:
             self.register_buffer("beta_kernel", torch.full((units,), float(options.beta)))
             self.beta_log = None
@@ -204,7 +221,7 @@ class ContextualMemory(HookPoints, nn.Module):
 
     # parameters in the words of the maths
     def leak(self) -> torch.Tensor | None:
-        return None if self.leak_logit is None else torch.exp(-self.leak_logit.abs())  # (U,)
+        return None if self.leak_logit is None else torch.exp(-scaled(self.leak_logit).abs())  # (U,)
 
     def gamma(self) -> torch.Tensor:
         return self.gamma_fixed if self.gamma_logit is None else torch.sigmoid(self.gamma_logit)  # (U,)
@@ -212,7 +229,7 @@ class ContextualMemory(HookPoints, nn.Module):
     def beta(self, pairs: torch.Tensor | None = None) -> torch.Tensor:
         """The kernel β per unit (U,); with adaptive_beta, per unit and query (U, Tq) for queries that
         see `pairs` (Tq,) stored pairs each: β = β₁ n^α + β₀."""
-        base = self.beta_kernel if self.beta_log is None else learned_beta(self.beta_log)  # (U,)
+        base = self.beta_kernel if self.beta_log is None else learned_beta(scaled(self.beta_log))  # (U,)
         if not self.options.adaptive_beta:
             return base
         if pairs is None:
@@ -240,7 +257,7 @@ class ContextualMemory(HookPoints, nn.Module):
         keys = self.split(self.keys_map(x))  # (B, U, T, h): W_φ x_t
         if self.options.gated_keys:
             gates = torch.exp(self.gate_map(x).clamp(max=10)).transpose(-1, -2)  # (B, U, T): g_t
-            log_leak = -(self.leak_map(x) + self.leak_logit).abs().transpose(-1, -2)  # (B, U, T): log λ_t
+            log_leak = -(self.leak_map(x) + scaled(self.leak_logit)).abs().transpose(-1, -2)  # (B, U, T): log λ_t
             average = gated_average if path == "fast" else gated_average_reference
             keys = average(keys * gates[..., None], log_leak, initial=state.get("key_state"))
             state["key_state"] = keys[..., -1, :]
@@ -258,7 +275,7 @@ class ContextualMemory(HookPoints, nn.Module):
         values = torch.lerp(following, raw, gamma)  # γ ṽ_t + (1-γ) ṽ_{t+1}
         if self.options.normalise:
             keys = unit(keys)
-            values = unit(values, torch.exp(self.alpha_log).to(raw.dtype)[:, None, None])  # α v̄ / ‖v̄‖
+            values = unit(values, torch.exp(scaled(self.alpha_log)).to(raw.dtype)[:, None, None])  # α v̄ / ‖v̄‖
         if pending is None:
             return keys, values, None
         return keys, values[..., 1:, :], values[..., :1, :]

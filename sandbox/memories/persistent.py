@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from sandbox.layers import HookPoints, linear
-from sandbox.memories.contextual import learned_beta, leaky_average, leaky_average_reference, unit
+from sandbox.memories.contextual import learned_beta, leaky_average, leaky_average_reference, scaled, stored, unit
 from sandbox.memories.options import MemoryOptions
 from sandbox.validation import check_choice, check_int, trusted_inputs
 
@@ -38,18 +38,18 @@ class PersistentMemory(HookPoints, nn.Module):
         self.units, self.width, self.options = units, d // units, options
         self.keys_map = linear(d, units * self.width, complex_maps=options.complex_maps)  # W_φ
         self.out_map = linear(units * self.width, d, complex_maps=options.complex_maps)  # W_o
-        self.leak_logit = nn.Parameter(torch.linspace(0.5, 5.0, units)) if options.leak else None
+        self.leak_logit = stored(torch.linspace(0.5, 5.0, units)) if options.leak else None
         self.slot_keys = nn.Parameter(torch.randn(units, slots, self.width) / math.sqrt(self.width))  # M_k
         self.slot_values = nn.Parameter(torch.randn(units, slots, self.width) / math.sqrt(self.width))  # M_v
-        self.beta_log = nn.Parameter(torch.full((units,), 2.0))  # θ_β = log 2β
+        self.beta_log = stored(torch.full((units,), 2.0))  # θ_β = log 2β
         self.kernel = options.make_kernel()
 
     def leak(self) -> torch.Tensor | None:
-        return None if self.leak_logit is None else torch.exp(-self.leak_logit.abs())  # (U,)
+        return None if self.leak_logit is None else torch.exp(-scaled(self.leak_logit).abs())  # (U,)
 
     def beta(self) -> torch.Tensor:
         """The kernel β per unit (U,)."""
-        return learned_beta(self.beta_log)
+        return learned_beta(scaled(self.beta_log))
 
     def hook_points(self) -> list[str]:
         return ["keys", "weights", "outputs"]

@@ -23,8 +23,9 @@ def test_page_shows_each_picture_and_the_numbers_table(results_root, tmp_path):
         assert (images / "three-moons" / "tiny" / name).stat().st_size > 0
         assert f"(gallery/three-moons/tiny/{name})" in text
     rows = three_moons.summary(json.loads((results_root / "three-moons" / "results.json").read_text()))
-    for quantity, ours, paper in rows:
-        assert f"| {quantity} | {ours} | {paper} |" in text
+    assert "| quantity | ours | published | our target |" in text
+    for quantity, ours, published, target in rows:
+        assert f"| {quantity} | {ours} | {published} | {target} |" in text
     assert "--preset tiny" in text and "min of wall time" in text
     assert "## induction-heads" not in text  # families without results are left out
 
@@ -32,3 +33,10 @@ def test_page_shows_each_picture_and_the_numbers_table(results_root, tmp_path):
 def test_no_results_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="--results: no figure results"):
         gallery.build_page([tmp_path], tmp_path / "images", tmp_path / "README.md")
+
+
+def test_rows_without_a_target_get_a_dash_and_bad_rows_are_refused():
+    assert gallery.table_row(("q", "1", "2")) == "| q | 1 | 2 | — |"
+    assert gallery.table_row(("q", "1", "—", "≥ 3")) == "| q | 1 | — | ≥ 3 |"
+    with pytest.raises(ValueError, match="summary row"):
+        gallery.table_row(("q", "1"))

@@ -70,4 +70,4 @@ def test_quick_preset_one_layer_mosaic_learns_the_induction_head(tmp_path):
 def test_gallery_summary_reports_every_claim(results_dir):
     rows = induction_heads.summary(json.loads((results_dir / "results.json").read_text()))
     assert len(rows) == 9 and all(isinstance(c, str) and c for row in rows for c in row)
-    assert any(q.startswith("one-layer mosaic") for q, _, _ in rows)
+    assert any(row[0].startswith("one-layer mosaic") for row in rows) and all(len(row) == 4 for row in rows)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from figures import three_moons
-from sandbox.analysis.disentanglement import disentanglement_score
+from sandbox.analysis.disentanglement import disentanglement_score, moon_assignment
 from figure_helpers import finite, redraw, run_tiny
 
 
@@ -29,11 +29,12 @@ def test_results_have_the_expected_numbers(results_dir):
     assert {r["units"] for r in results["runs"]} == {1, 3}
     for run in results["runs"]:
         assert len(run["generation_error"]) == len(results["contexts"])
-        assert len(run["dominant_lags"]) == run["units"] == len(run["unit_scores"])
-        # The reported score is the disentanglement of the saved W_φ moduli, unit by unit.
+        assert len(run["reads"]) == run["units"] == len(run["unit_scores"])
+        # The reported score and unit → moon assignment are those of the saved W_φ moduli, unit by unit.
         score, unit_scores = disentanglement_score(torch.tensor(run["moduli"]["W_phi"]), run["units"])
         assert run["score"] == pytest.approx(score, rel=1e-9)
         assert run["unit_scores"] == pytest.approx(unit_scores, rel=1e-9)
+        assert run["reads"] == moon_assignment(torch.tensor(run["moduli"]["W_phi"]), run["units"])
         assert all(len(m) == 3 and len(m[0]) == 3 for m in run["moduli"].values())
 
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sandbox.memories import Kernel
-from sandbox.memories.contextual import ContextualMemory, leaky_average, leaky_average_reference
+from sandbox.memories.contextual import ContextualMemory, leaky_average, leaky_average_reference, scaled
 from sandbox.registry import _KERNELS, get_kernel, list_kernels, register_kernel
 
 f64 = torch.float64
@@ -124,7 +124,7 @@ def test_a_registered_variant_plugs_in_by_name():
         leak, beta = float(memory.leak().detach()), float(memory.beta().detach())  # β = 0.7 as stored in float32
         raw_keys = x[0] @ memory.keys_map.weight.T  # (T, h)
         raw_values = x[0] @ memory.values_map.weight.T
-        alpha = float(torch.exp(memory.alpha_log.detach()))
+        alpha = float(torch.exp(scaled(memory.alpha_log.detach())))
         keys, values, key_sum = [], [], torch.zeros(4, dtype=f64)
         for t in range(7):
             key_sum = raw_keys[t] + leak * key_sum
@@ -162,3 +162,13 @@ def test_bad_construction(kwargs, match):
 def test_bad_path():
     with pytest.raises(ValueError, match="path must be one of"):
         ContextualMemory(4, 2)(torch.randn(1, 3, 4), path="slow")
+
+
+def test_scalars_are_stored_divided_by_ten_and_start_at_their_initial_values():
+    # As the official code: θ / 10 is the parameter, so Adam moves θ at the pace of the weights.
+    memory = ContextualMemory(8, 4)
+    assert scaled(memory.leak_logit.detach()) == pytest.approx(torch.linspace(0.5, 5.0, 4), abs=1e-6)
+    assert memory.leak_logit.detach() == pytest.approx(torch.linspace(0.05, 0.5, 4), abs=1e-7)
+    torch.testing.assert_close(memory.leak(), torch.exp(-torch.linspace(0.5, 5.0, 4)))
+    torch.testing.assert_close(memory.beta(), torch.full((4,), math.exp(2.0) / 2))
+    torch.testing.assert_close(scaled(memory.alpha_log.detach()), torch.full((4,), -0.5))

@@ -7,7 +7,7 @@ import torch
 
 from sandbox.config import RunConfig
 from sandbox.memories import MemoryOptions
-from sandbox.memories.contextual import ContextualMemory
+from sandbox.memories.contextual import ContextualMemory, scaled
 from sandbox.memories.persistent import PersistentMemory
 from sandbox.models import ContextualLayerConfig, MosaicConfig
 from sandbox.registry import get_kernel, list_kernels
@@ -188,7 +188,7 @@ def test_adaptive_beta_grows_with_the_pairs_stored():
         memory.beta_floor_logit.copy_(torch.tensor([-1.0, 2.0]))
     pairs = torch.tensor([1, 4, 64])
     beta = memory.beta(pairs)  # (U, Tq)
-    base = torch.exp(memory.beta_log.detach()) / 2
+    base = torch.exp(scaled(memory.beta_log.detach())) / 2
     alpha = torch.sigmoid(torch.tensor([0.0, 1.0], dtype=f64))
     floor = torch.log1p(torch.exp(torch.tensor([-1.0, 2.0], dtype=f64)))
     for u in range(2):

@@ -1,0 +1,103 @@
+"""Learning-rate tuning for the models a figure compares: a separate run, never part of the main job.
+
+    python -m figures.tune induction-heads --preset quick      # trains every compared model at each lr
+    python -m figures.tune regular-languages --preset quick
+    python -m figures.tune three-moons --preset quick
+
+Each family that compares models declares `TUNING`: the learning-rate grid (at least 3 values), the
+validation metric and whether higher is better, and `tuning_runs(preset)`, which gives, for each compared
+model, a function from a learning rate to the run to train (the preset's own settings, validation data
+only). This script trains every (model, lr), keeps the best lr of each model on the validation metric and
+writes the grid, every validation number and the choice to `figures/tuned/FAMILY.json`, a committed
+file. The family's presets read their learning rates from that file when they are loaded, so the main
+job uses the tuned choice without tuning, and every result file records the grid and the choice with
+the preset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from sandbox.io import write_json
+from sandbox.train import train
+
+TUNED = Path(__file__).resolve().parent / "tuned"
+
+
+def tuned_file(family: str, root: Path | None = None) -> Path:
+    return Path(TUNED if root is None else root) / f"{family}.json"
+
+
+def with_tuned(family: str, presets: dict) -> dict:
+    """`presets` with, for each preset tuned in `figures/tuned/FAMILY.json`, its `lr_by_model` (the chosen
+    lr of each model) and `lr_grid` (the grid the choice was made on) filled in."""
+    path = tuned_file(family)
+    if not path.exists():
+        return presets
+    tuned = json.loads(path.read_text())
+    out = {}
+    for name, preset in presets.items():
+        choice = tuned.get(name)
+        if choice is None:
+            out[name] = preset
+            continue
+        out[name] = {**preset, "lr_grid": choice["grid"],
+                     "lr_by_model": {model: entry["lr"] for model, entry in choice["models"].items()}}
+    return out
+
+
+def model_lr(preset: dict, model: str, default: float) -> float:
+    """The tuned learning rate of `model` in `preset`, or `default` where the preset was not tuned."""
+    return preset.get("lr_by_model", {}).get(model, default)
+
+
+def tune(family: str, preset_name: str, out: Path, progress: bool | None = None,
+         root: Path | None = None) -> dict:
+    """Train each compared model of `family` at every lr of its grid; save the choice under `root`."""
+    from figures import FAMILIES
+
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
+    module = importlib.import_module(FAMILIES[family])
+    if not hasattr(module, "TUNING"):
+        raise ValueError(f"family {family!r} compares no models: nothing to tune")
+    if preset_name not in module.PRESETS:
+        raise ValueError(f"--preset must be one of {sorted(module.PRESETS)}, got {preset_name!r}")
+    grid, metric, higher = module.TUNING["grid"], module.TUNING["metric"], module.TUNING["higher_is_better"]
+    if len(grid) < 3:
+        raise ValueError(f"a tuning grid needs at least 3 learning rates, got {grid}")
+    models = {}
+    for model, run_for in module.tuning_runs(module.PRESETS[preset_name]).items():
+        validation = {}
+        for lr in grid:
+            config = replace(run_for(lr), out=str(Path(out) / family), name=f"{model}-lr{lr:g}")
+            validation[f"{lr:g}"] = train(config, progress=progress).final_metrics[metric]
+            print(f"  {family} {model} lr {lr:g}: validation {metric} {validation[f'{lr:g}']:.4f}")
+        best = (max if higher else min)(grid, key=lambda lr: validation[f"{lr:g}"])
+        models[model] = {"lr": best, "validation": validation}
+        print(f"  {family} {model}: chose lr {best:g}")
+    path = tuned_file(family, root)
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    saved[preset_name] = {"grid": list(grid), "metric": metric, "higher_is_better": higher, "models": models}
+    write_json(path, saved)
+    return saved[preset_name]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("family", help="a figure family that compares models")
+    parser.add_argument("--preset", default="quick", help="which preset's settings to tune (default: quick)")
+    parser.add_argument("--out", default="runs/tuning", help="where the tuning runs go (default: runs/tuning)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    args = parser.parse_args(argv)
+    tune(args.family, args.preset, Path(args.out), progress=False if args.no_progress else None)
+    print(f"wrote {tuned_file(args.family)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""Learning-rate tuning: a separate run that writes the grid, the validation numbers and the choice."""
+
+import json
+
+import pytest
+
+from figures import three_moons, tune
+
+
+def test_tuning_keeps_each_models_best_validation_lr_and_presets_read_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(three_moons.PRESETS, "tiny", {**three_moons.PRESETS["tiny"], "steps": 8})
+    choice = tune.tune("three-moons", "tiny", tmp_path / "runs", progress=False, root=tmp_path)
+    assert choice["grid"] == three_moons.TUNING["grid"] and len(choice["grid"]) >= 3
+    assert set(choice["models"]) == {"1_unit", "3_units"}
+    for entry in choice["models"].values():
+        losses = entry["validation"]
+        assert set(losses) == {f"{lr:g}" for lr in choice["grid"]}
+        assert losses[f"{entry['lr']:g}"] == min(losses.values())  # the loss: lower is better
+    saved = json.loads(tune.tuned_file("three-moons", tmp_path).read_text())
+    assert saved["tiny"] == choice
+    monkeypatch.setattr(tune, "TUNED", tmp_path)
+    presets = tune.with_tuned("three-moons", {"tiny": {"steps": 8}, "quick": {"steps": 1}})
+    assert presets["tiny"]["lr_by_model"] == {m: e["lr"] for m, e in choice["models"].items()}
+    assert presets["tiny"]["lr_grid"] == choice["grid"]
+    assert presets["quick"] == {"steps": 1}  # presets without a tuning keep their defaults
+    assert tune.model_lr(presets["tiny"], "3_units", 1.0) == choice["models"]["3_units"]["lr"]
+    assert tune.model_lr(presets["quick"], "3_units", 1.0) == 1.0
+
+
+def test_every_comparing_family_has_a_grid_of_at_least_three_learning_rates():
+    from figures import induction_heads, regular_languages
+
+    for module in (three_moons, induction_heads, regular_languages):
+        assert len(module.TUNING["grid"]) >= 3
+        assert set(module.tuning_runs(module.PRESETS["tiny"]))  # at least one compared model
+
+
+def test_bad_requests_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="family"):
+        tune.tune("no-such-family", "tiny", tmp_path, root=tmp_path)
+    with pytest.raises(ValueError, match="--preset"):
+        tune.tune("three-moons", "huge", tmp_path, root=tmp_path)
