@@ -84,7 +84,7 @@ fig.tight_layout()
 # ## Step 2: train 1 unit against 3 units, and watch the units specialise
 #
 # The model (`ContextualLayerConfig`): keys W_φ x_t, values W_ψ x_{t+1}, retrieval over the strict past
-# with β = 50, output W_o y_t. Each map is made of 2×2 "complex" blocks, so block (i, j) says how much
+# with attention scale 2β = 50, output W_o y_t. Each map is made of 2×2 "complex" blocks, so block (i, j) says how much
 # pair i reads moon j. A callback records, during training, each unit's share of its W_φ energy on
 # each moon. (The lesson trains for STEPS steps on a small batch to stay under a minute; the paper
 # trains 500 steps at batch 64.)

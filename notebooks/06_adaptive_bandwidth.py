@@ -186,6 +186,32 @@ ax.legend(fontsize=8)
 fig.tight_layout()
 
 # %% [markdown]
+# ## Step 5: the same rule inside a Memory Mosaic
+#
+# In the sandbox's models the rule is one switch: `MosaicConfig(adaptive_beta=True)` (or
+# `model.version=2`, which also turns on the other v2 changes). Each contextual memory unit then learns
+# its own β₁, α and β₀, and a query that sees n stored pairs uses β₁ n^α + β₀. Below, the β of each
+# unit of a freshly built memory against n: at initialisation α = σ(−2) ≈ 0.12 for every unit, and
+# training moves each unit's curve to suit what it remembers.
+
+# %%
+from sandbox.memories import MemoryOptions  # noqa: E402
+from sandbox.memories.contextual import ContextualMemory  # noqa: E402
+
+torch.manual_seed(0)
+unit_memory = ContextualMemory(32, 4, options=MemoryOptions(adaptive_beta=True))
+with torch.no_grad():
+    unit_memory.beta_log.add_(torch.linspace(-0.5, 0.5, 4))  # spread the units' β₁ to tell their curves apart
+    pairs = torch.arange(1, 2049)
+    unit_beta = unit_memory.beta(pairs)  # (units, n)
+fig, ax = plt.subplots(figsize=(6.5, 3.8))
+for u, curve in enumerate(unit_beta):
+    ax.plot(pairs, curve, label=f"unit {u}")
+ax.set(xscale="log", xlabel="stored pairs n", ylabel="β of the unit", title="a v2 contextual memory at initialisation")
+ax.legend(fontsize=8)
+fig.tight_layout()
+
+# %% [markdown]
 # ## Exercises
 #
 # **6a.** What exponent α does the theory give for keys of dimension p = 6? (A number.)
