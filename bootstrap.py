@@ -7,7 +7,8 @@
 
 Set-up is idempotent: it creates `.venv` with the standard `venv` module, installs PyTorch
 (`torch==2.13.0`, the CPU build on a machine without a GPU; set SANDBOX_TORCH to another pip
-requirement to override), then the project in editable mode with its `dev` extra. A stamp in `.venv`
+requirement to override), then the project in editable mode with its `dev` and `notebooks` extras
+(the test suite executes the teaching notebooks through a Jupyter kernel). A stamp in `.venv`
 remembers what was installed, so a second run starts the job at once. Only the standard library is
 used here, so a bare Python 3.11 suffices.
 """
@@ -51,7 +52,7 @@ def setup() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     pip = [PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     run(pip + [TORCH])
-    run(pip + ["-e", ".[dev]"])
+    run(pip + ["-e", ".[dev,notebooks]"])
     STAMP.write_text(wanted + "\n")
 
 

@@ -21,6 +21,7 @@ COMMANDS = {
     "figures": ("sandbox.commands.figures", "reproduce the published figures (results as JSON, then plots)"),
     "plot": ("sandbox.commands.plot", "overlay the learning curves of run directories (PNG, PDF, JSON)"),
     "sweep": ("sandbox.commands.sweep", "train a grid of overrides x seeds; table of mean, std and CI; plot"),
+    "notebooks": ("sandbox.commands.notebooks", "rebuild the teaching notebooks from their sources and execute them"),
 }
 
 
