@@ -104,12 +104,8 @@ def minimise(automaton: Automaton) -> Automaton:
     index = {block[s]: i for i, s in enumerate(representatives)}
     for state in representatives:
         merged.append(tuple(sorted((sym, index[block[t]]) for sym, t in zip(symbols, step[state]) if block[t] != dead_block)))
-    # Renumber so that the start state is 0, then trim into canonical breadth-first order.
-    start = index[block[0]]
-    if start != 0:
-        swap = {start: 0, 0: start}
-        merged = [merged[swap.get(i, i)] for i in range(len(merged))]
-        merged = [tuple(sorted((sym, swap.get(t, t)) for sym, t in edges)) for edges in merged]
+    # State 0 is the smallest representative, so the start state is already 0; trim puts the rest into
+    # canonical breadth-first order.
     return trim(Automaton(tuple(merged)))
 
 

@@ -108,6 +108,7 @@ def test_vectorised_generator_matches_the_reference_loop(random_triggers, output
     fast_tokens, fast_triggers, _ = task.sequences(torch.Generator().manual_seed(0), B)
     for tokens, triggers in ((ref_tokens, ref_triggers), (fast_tokens, fast_triggers)):
         assert tokens.shape == (B, task.seq_len + 1) and triggers.shape == (B, 2)
+        assert (triggers[:, 0] != triggers[:, 1]).all()  # K distinct triggers per sequence
         hits = tokens[:, :-1, None] == triggers[:, None, :]  # (B, T, K): a trigger at t
         following = tokens[:, 1:, None].expand_as(hits)  # (B, T, K)
         highest = torch.where(hits, following, -1).amax(1)  # (B, K)

@@ -79,3 +79,51 @@ def test_streams_are_pure_and_splits_differ():
 def test_bad_parameters(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make()
+
+
+@pytest.mark.parametrize("make, field, low, high", [
+    (MarkovSourcesConfig, "sources", 1, 16), (MarkovSourcesConfig, "states", 2, 64),
+    (MarkovSourcesConfig, "source_seed", 0, None), (MarkovSourcesConfig, "length", 2, None),
+    (OscillatorsConfig, "length", 2, None),
+])
+def test_integer_parameters_are_accepted_exactly_within_their_range(make, field, low, high):
+    make(**{field: low})
+    shown = "inf" if high is None else high
+    with pytest.raises(ValueError, match=rf"^{field} must be in \[{low}, {shown}\], got {low - 1}$"):
+        make(**{field: low - 1})
+    if high is not None:
+        make(**{field: high})
+        with pytest.raises(ValueError, match=rf"^{field} must be in \[{low}, {high}\], got {high + 1}$"):
+            make(**{field: high + 1})
+
+
+@pytest.mark.parametrize("make, field", [(MarkovSourcesConfig, "concentration"), (OscillatorsConfig, "dt")])
+def test_positive_parameters_name_themselves(make, field):
+    with pytest.raises(ValueError, match=rf"^{field} must be"):
+        make(**{field: 0.0})
+
+
+def test_oscillator_phases_are_uniform_and_start_each_sequence():
+    task = OscillatorsConfig(periods="0.5,1.3", noise=0.0, length=5).build(0)
+    batch = task.batch("train", 0, 2000)
+    phases = batch.extras["phases"].double()  # (B, K)
+    assert phases.min() >= 0 and phases.max() < 2 * math.pi
+    assert stats.kstest(phases.flatten().numpy() / (2 * math.pi), "uniform").pvalue > 1e-4
+    start = torch.stack([torch.sin(phases), torch.cos(phases)], -1).flatten(-2)  # (B, 2K) at t = 0
+    torch.testing.assert_close(batch.inputs[:, 0].double(), start, atol=1e-6, rtol=0)
+    assert batch.inputs.shape == batch.targets.shape == (2000, 5, 4)
+    torch.testing.assert_close(batch.inputs[:, 1:], batch.targets[:, :-1])
+    noisy = OscillatorsConfig(periods="0.5,1.3", noise=0.2, length=50).build(0)
+    clean = OscillatorsConfig(periods="0.5,1.3", length=50).build(0)
+    a = noisy.batch("train", 0, 64)
+    assert torch.equal(a.inputs, noisy.batch("train", 0, 64).inputs)  # the noise is part of the pure stream
+    noise = (a.inputs - clean.batch("train", 0, 64).inputs).double()  # same phases, then the noise
+    assert abs(float(noise.mean())) < 0.01 and float(noise.std()) == pytest.approx(0.2, rel=0.05)
+
+
+def test_markov_sources_batches_have_targets_one_step_ahead():
+    for mode in ("interleaved", "summed"):
+        task = MarkovSourcesConfig(sources=2, states=3, length=12, mode=mode).build(0)
+        batch = task.batch("train", 0, 4)
+        assert batch.inputs.shape[:2] == batch.targets.shape[:2] == (4, 12)
+        torch.testing.assert_close(batch.inputs[:, 1:], batch.targets[:, :-1])

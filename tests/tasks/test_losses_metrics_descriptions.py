@@ -64,6 +64,16 @@ def test_bigram_metrics_by_label_group():
     assert metrics["loss"] == pytest.approx(float(losses.mean()), rel=1e-6)  # loss_on="all"
     predictable = BigramConfig(seq_len=64, loss_on="predictable").build(0)
     assert predictable.loss(outputs, batch) < 1e-6  # only label >= 2 positions count
+    # Right only at second occurrences (label 2): the in-context group and the predictable loss must
+    # still count every label >= 2, so both see the uniform guesses at labels >= 3.
+    second = batch.labels == 2
+    outputs = torch.where(second[..., None], one_hot_logits(batch.targets, V), torch.zeros(1))
+    later = batch.labels >= 3
+    assert later.any()
+    share = float(second.sum() / in_context.sum())
+    assert task.metrics(outputs, batch)["in_context_accuracy"] == pytest.approx(
+        share + (1 - share) * float((outputs.argmax(-1) == batch.targets)[later].double().mean()))
+    assert float(predictable.loss(outputs, batch)) == pytest.approx((1 - share) * math.log(V), rel=1e-4)
 
 
 def test_bigram_description():

@@ -48,3 +48,12 @@ def test_seeds():
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RecallConfig(**kwargs)
+
+
+@pytest.mark.parametrize("field, low", [("min_pairs", 1), ("queries", 1), ("value_vocab", 1)])
+def test_integer_parameters_are_accepted_exactly_from_their_minimum(field, low):
+    RecallConfig(**{field: low})
+    with pytest.raises(ValueError, match=rf"^{field} must be in \[{low}, inf\], got {low - 1}$"):
+        RecallConfig(**{field: low - 1})
+    with pytest.raises(ValueError, match=r"^max_pairs must be in \[5, inf\], got 4$"):
+        RecallConfig(min_pairs=5, max_pairs=4)

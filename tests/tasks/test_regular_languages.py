@@ -199,3 +199,40 @@ def test_streams_are_pure(task):
 def test_bad_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RegularLanguagesConfig(**kwargs)
+
+
+def test_next_state_table():
+    automaton = Automaton((((1, 1), (2, 0)), ((3, 1),)))
+    table = automaton.table(max_states=3)
+    expected = np.full((3, 20), -1, dtype=np.int64)
+    expected[0, 1], expected[0, 2], expected[1, 3] = 1, 0, 1
+    assert table.dtype == np.int64 and np.array_equal(table, expected)
+
+
+def test_sampling_distinct_automata_gives_up_after_its_attempt_budget(monkeypatch):
+    import tasks.automata as automata
+
+    only = Automaton((((1, 0),),))  # the language a*: every draw is the same automaton
+    calls = []
+    monkeypatch.setattr(automata, "random_automaton", lambda rng: calls.append(1) or only)
+    assert automata.sample_automata(np.random.default_rng(0), 1) == [only]
+    calls.clear()
+    with pytest.raises(RuntimeError, match=r"^could only find 1 distinct automata out of 2 asked for$"):
+        automata.sample_automata(np.random.default_rng(0), 2)
+    assert len(calls) == 50 * 2 + 1000  # the budget: 50 draws per automaton asked for, plus 1000
+    with pytest.raises(RuntimeError, match="could only find 0 distinct automata out of 1"):
+        automata.sample_automata(np.random.default_rng(0), 1, exclude={only.delta})
+
+
+def test_sequences_join_10_to_19_strings_of_1_to_49_symbols(task):
+    counts, lengths = [], []
+    for split in ("train", "val", "test"):
+        data = task.sets[split]
+        for row, length in zip(data.tokens.tolist(), data.lengths.tolist()):
+            assert row[length - 1] != SEPARATOR and all(t == 0 for t in row[length:])  # no trailing '|'
+            strings = "".join("|" if t == SEPARATOR else "a" for t in row[:length]).split("|")
+            counts.append(len(strings))
+            lengths += [len(s) for s in strings]
+    # 140 sequences and ~2000 strings: every end of both ranges is drawn (missing one has p < 1e-6).
+    assert min(counts) == 10 and max(counts) == 19
+    assert min(lengths) == 1 and max(lengths) == 49

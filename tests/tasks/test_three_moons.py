@@ -98,3 +98,35 @@ def test_bad_batch_arguments():
         task.batch("train", 0, 0)
     with pytest.raises(ValueError, match="seed must be in"):
         ThreeMoonsConfig().build(-1)
+
+
+@pytest.mark.parametrize("frame", ["inertial", "planet"])
+def test_positions_follow_the_orbit_formula(frame):
+    # Moon k at step t: (sin θ, cos θ) with θ = 2π·dt·(t + offset)/P_k + 0.3, minus the planet's own
+    # position (period planet_period) in the planet frame; written out here independently.
+    task = ThreeMoonsConfig(length=10, frame=frame, planet_period=3.0).build(0)
+    periods = torch.tensor([[0.5, 1.0, 2.5], [1.5, 2.0, 3.5]], dtype=torch.float64)
+    offsets = torch.tensor([0.0, 17.0], dtype=torch.float64)
+    obs = task.positions(periods, offsets, 6)  # (2, 6, 6)
+    assert obs.shape == (2, 6, 6)
+    for b in range(2):
+        for t in range(6):
+            tau = task.dt * (t + offsets[b].item())
+            planet = 2 * math.pi * tau / 3.0 + 0.3
+            for k in range(3):
+                theta = 2 * math.pi * tau / periods[b, k].item() + 0.3
+                x, y = math.sin(theta), math.cos(theta)
+                if frame == "planet":
+                    x, y = x - math.sin(planet), y - math.cos(planet)
+                assert obs[b, t, 2 * k].item() == pytest.approx(x, abs=1e-9)
+                assert obs[b, t, 2 * k + 1].item() == pytest.approx(y, abs=1e-9)
+
+
+def test_noise_is_drawn_from_the_batch_stream_and_centred():
+    task = ThreeMoonsConfig(length=200, noise=0.1).build(0)
+    clean = ThreeMoonsConfig(length=200).build(0)
+    a, b = task.batch("train", 0, 8), task.batch("train", 0, 8)
+    assert torch.equal(a.inputs, b.inputs)  # the noise is part of the pure stream
+    noise = (a.inputs - clean.batch("train", 0, 8).inputs).double()
+    assert abs(float(noise.mean())) < 0.01 and float(noise.std()) == pytest.approx(0.1, rel=0.05)
+    torch.testing.assert_close(a.inputs[:, 1:], a.targets[:, :-1])  # noise added once, then shifted
