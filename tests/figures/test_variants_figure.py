@@ -25,6 +25,8 @@ def test_files_and_numbers(results_dir):
             assert 0 <= run[f"accuracy_x{scale}"] <= 1
         low, high = variants.PRESETS["tiny"]["pairs"]
         assert {int(n) for n in run["accuracy_by_pairs"]} <= set(range(low, high + 1))
+        by_pairs = run["accuracy_by_pairs"].values()
+        assert min(by_pairs) - 1e-9 <= run["accuracy_x1"] <= max(by_pairs) + 1e-9  # the overall is their pooled mean
     # Same width and depth: the mosaic and the GPT are within a few percent in parameters.
     params = {r["model"]: r["parameters"] for r in results["runs"]}
     assert abs(params["mosaic v1"] / params["gpt"] - 1) < 0.1
