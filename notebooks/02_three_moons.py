@@ -45,7 +45,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from sandbox.analysis.disentanglement import disentanglement_score, dominant_lags, unit_energy
+from sandbox.analysis.disentanglement import disentanglement_score, moon_assignment, unit_energy
 from sandbox.analysis.generation import free_running_error
 from sandbox.config import RunConfig, TrainConfig
 from sandbox.models import ContextualLayerConfig
@@ -129,7 +129,8 @@ fig.tight_layout()
 # The modulus of every 2×2 block of W_φ (keys), W_ψ (values) and W_o (read-out). With 3 units, each
 # unit owns one row pair of W_φ: if training disentangled the task, each row reads one moon and the
 # matrix looks like a permutation. With 1 unit, every row reads every moon. The disentanglement score
-# is, per unit, the largest share of its energy on one moon, averaged over units (1 = one moon each).
+# is, per unit, the largest share of its energy on one moon, rescaled so that an even reading of the
+# three moons (share 1/3) counts 0 and a single moon counts 1, averaged over units.
 
 # %%
 fig, axes = plt.subplots(2, 3, figsize=(10, 6.5))
@@ -142,8 +143,9 @@ for row, units in enumerate((1, 3)):
         axes[row, col].set(title=f"{units} unit(s): |{name}| blocks", xticks=range(3), yticks=range(3),
                            xlabel="moon (input pair)" if name != "W_o" else "key pair", ylabel="output pair")
     scores[units], _ = disentanglement_score(memory.keys_map.block_moduli().detach(), units)
+    print(f"{units} unit(s): disentanglement score {scores[units]:.3f}; the moons each unit reads (90% of its "
+          f"energy): {moon_assignment(memory.keys_map.block_moduli().detach(), units)}")
 fig.tight_layout()
-print({f"{u} unit(s)": round(s, 3) for u, s in scores.items()}, "<- disentanglement score")
 
 # %% [markdown]
 # ## Step 4: where each unit looks
@@ -151,7 +153,9 @@ print({f"{u} unit(s)": round(s, 3) for u, s in scores.items()}, "<- disentanglem
 # The attention weights of each unit on a validation sequence: for every query t (after one combined
 # period), the lag t − s of its largest weight. A unit that reads one moon finds its best match a whole
 # number of periods of *that* moon back (dotted lines: the three moon periods and the combined one); the
-# single unit must look back a whole combined period, where all three moons are in place again.
+# single unit must look back a whole combined period, where all three moons are in place again. The
+# periods are in ratio 1 : 2 : 3, so a lag that fits one moon often fits another too: the lags hint,
+# the weights of Step 3 decide.
 
 # %%
 window = int(combined) + 150
@@ -166,7 +170,7 @@ for ax, units in zip(axes, (1, 3)):
         ax.hist(lags[u].numpy(), bins=np.arange(0, window, 4), alpha=0.6, label=f"unit {u}")
     for p in (*moon_periods, combined):
         ax.axvline(p, color="k", ls=":", lw=0.8)
-    ax.set(xlabel="lag t − s of the largest weight", title=f"{units} unit(s): dominant lags {dominant_lags(weights, burn_in)}")
+    ax.set(xlabel="lag t − s of the largest weight", title=f"{units} unit(s)")
     ax.legend(fontsize=8)
 axes[0].set_ylabel("queries")
 fig.tight_layout()
@@ -209,7 +213,8 @@ check("2a", answer_2a, lambda a: int(a) == int(energy3[0].argmax()) and float(a)
 
 # %% [markdown]
 # **2b.** Write `score(moduli, units)` that returns the disentanglement score from a (pairs × moons)
-# matrix of block moduli, as defined in Step 3 (energy = squared modulus, summed over a unit's pairs).
+# matrix of block moduli, as defined in Step 3 (energy = squared modulus, summed over a unit's pairs;
+# share = energy / the unit's total; score = (largest share − 1/K) / (1 − 1/K) with K moons, averaged).
 
 # %%
 answer_2b = None  # a function (moduli, units) -> float
@@ -224,8 +229,8 @@ def _score_is_right(f):
 
 
 check("2b", answer_2b, _score_is_right,
-      hint="reshape the squared moduli to (units, pairs per unit, moons), sum over the pairs, then take "
-           "each unit's largest share and average.")
+      hint="reshape the squared moduli to (units, pairs per unit, moons), sum over the pairs, take each "
+           "unit's largest share, rescale it from [1/K, 1] to [0, 1] and average.")
 
 # %% [markdown]
 # **2c.** One of the training triples is (0.5, 1, 3). Its combined period is the least common
@@ -247,7 +252,8 @@ from sandbox.teaching import recheck  # runs an exercise's check again, on anoth
 
 def answer_2b(moduli, units):
     energy = moduli.pow(2).reshape(units, -1, moduli.shape[1]).sum(1)  # (units, moons)
-    return float((energy.max(-1).values / energy.sum(-1)).mean())
+    largest, moons = energy.max(-1).values / energy.sum(-1), moduli.shape[1]
+    return float(((largest - 1 / moons) / (1 - 1 / moons)).mean())
 
 
 solutions = {"2a": int(energy3[0].argmax()), "2b": answer_2b, "2c": 3 / task.dt}

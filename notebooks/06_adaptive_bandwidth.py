@@ -190,9 +190,9 @@ fig.tight_layout()
 #
 # In the sandbox's models the rule is one switch: `MosaicConfig(adaptive_beta=True)` (or
 # `model.version=2`, which also turns on the other v2 changes). Each contextual memory unit then learns
-# its own β₁, α and β₀, and a query that sees n stored pairs uses β₁ n^α + β₀. Below, the β of each
-# unit of a freshly built memory against n: at initialisation α = σ(−2) ≈ 0.12 for every unit, and
-# training moves each unit's curve to suit what it remembers.
+# its own β₁, α and β₀, and a query that sees n stored pairs uses β₁ n^α + β₀. Below, the β of a freshly
+# built memory against n, beside the rule fitted in Step 2: every unit starts on the same gentle curve
+# (a small α), and training moves each unit's β₁, α and β₀ to suit what that unit remembers.
 
 # %%
 from sandbox.memories import MemoryOptions  # noqa: E402
@@ -200,14 +200,15 @@ from sandbox.memories.contextual import ContextualMemory  # noqa: E402
 
 torch.manual_seed(0)
 unit_memory = ContextualMemory(32, 4, options=MemoryOptions(adaptive_beta=True))
+pairs = torch.arange(1, 2049)
 with torch.no_grad():
-    unit_memory.beta_log.add_(torch.linspace(-0.5, 0.5, 4))  # spread the units' β₁ to tell their curves apart
-    pairs = torch.arange(1, 2049)
     unit_beta = unit_memory.beta(pairs)  # (units, n)
+slope = float(np.polyfit(np.log(pairs[512:].numpy()), np.log(unit_beta[0, 512:].numpy()), 1)[0])
 fig, ax = plt.subplots(figsize=(6.5, 3.8))
 for u, curve in enumerate(unit_beta):
-    ax.plot(pairs, curve, label=f"unit {u}")
-ax.set(xscale="log", xlabel="stored pairs n", ylabel="β of the unit", title="a v2 contextual memory at initialisation")
+    ax.plot(pairs, curve, lw=3 - u * 0.6, label=f"unit {u} at initialisation")
+ax.plot(pairs, rule(pairs.numpy().astype(float), beta1, alpha, beta0), "k--", label="the rule fitted in Step 2")
+ax.set(xscale="log", yscale="log", xlabel="stored pairs n", ylabel="β", title=f"a v2 contextual memory (initial slope ≈ {slope:.2f})")
 ax.legend(fontsize=8)
 fig.tight_layout()
 
