@@ -19,4 +19,5 @@ FAMILIES = {
     "induction-heads": "figures.induction_heads",
     "regular-languages": "figures.regular_languages",
     "variants": "figures.variants",
+    "language-modelling": "figures.language_modelling",
 }

@@ -41,6 +41,8 @@ def family_section(name: str, results_dir: Path, images_dir: Path, page_dir: Pat
         lines += [f"![{png.stem}]({Path(os.path.relpath(target / png.name, page_dir)).as_posix()})", ""]
     lines += ["| quantity | ours | published | our target |", "| --- | --- | --- | --- |"]
     lines += [table_row(row) for row in module.summary(results)]
+    if hasattr(module, "details"):  # a family's own text below its table (e.g. text samples)
+        lines += ["", module.details(results)]
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,7 @@ COMMANDS = {
     "memories": ("sandbox.commands.memories", "list the registered memories"),
     "tasks": ("sandbox.commands.tasks", "list the registered tasks with their fields and defaults"),
     "train": ("sandbox.commands.train", "train a model on a task with dotted overrides (model.d=128 ...)"),
+    "sample": ("sandbox.commands.sample", "print text sampled from a model trained on text (task=text)"),
     "figures": ("sandbox.commands.figures", "reproduce the published figures (results as JSON, then plots)"),
     "plot": ("sandbox.commands.plot", "overlay the learning curves of run directories (PNG, PDF, JSON)"),
     "sweep": ("sandbox.commands.sweep", "train a grid of overrides x seeds; table of mean, std and CI; plot"),

@@ -32,32 +32,52 @@ class Generating(nn.Module):
 
     @torch.no_grad()
     def generate(self, prompt: torch.Tensor, steps: int, *, sample: bool = False,
-                 temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+                 temperature: float = 1.0, top_k: int | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Continue `prompt` (B, T0) tokens or (B, T0, input_dim) observations by `steps` positions.
 
-        Tokens: greedy (argmax) unless `sample`, then drawn from softmax(logits / temperature) with the
-        given generator. Observations: free-running, each prediction is the next input.
+        Tokens: greedy (argmax) unless `sample`, then drawn from softmax(logits / temperature), restricted
+        to the `top_k` most likely tokens if given, with the given generator. Observations: free-running,
+        each prediction is the next input. A model with a context limit (`max_len`, GPT's learned
+        positions) keeps generating past it by refilling its cache from the last max_len // 2 positions.
         Returns the prompt followed by the generated positions.
         """
         check_int(steps, "steps", low=0)
         check_positive(temperature, "temperature")
         tokens = self.vocab_size is not None
+        if top_k is not None:
+            check_int(top_k, "top_k", low=1, high=self.vocab_size if tokens else None)
         if prompt.dim() != (2 if tokens else 3) or prompt.shape[1] < 1:
             want = "(B, T0) token ids" if tokens else "(B, T0, input_dim) observations"
             raise ValueError(f"prompt must have shape {want} with T0 >= 1, got {tuple(prompt.shape)}")
         was_training = self.training
         self.eval()
-        cache: dict = {}
-        if prompt.shape[1] > 1:
-            self.prefill(prompt[:, :-1], cache)
+        limit = getattr(self, "max_len", None)  # positions the model can attend over; None = unbounded
         sequence = [prompt[:, t] for t in range(prompt.shape[1])]
+
+        def refill(keep: int) -> dict:  # a cache of the `keep` - 1 positions before the last one
+            cache: dict = {}
+            if keep > 1:
+                self.prefill(torch.stack(sequence[-keep:-1], 1), cache)
+            return cache
+
+        keep = len(sequence) if limit is None else min(len(sequence), limit)
+        cache, filled = refill(keep), keep - 1  # filled: positions held in the cache
         x = sequence[-1]
         for _ in range(steps):
+            if limit is not None and filled >= limit:  # full: keep the recent half
+                keep = max(limit // 2, 1)
+                cache, filled = refill(keep), keep - 1
             out = self.step(x, cache)  # (B, V) or (B, output_dim)
+            filled += 1
             if not tokens:
                 x = out
             elif sample:
-                x = torch.multinomial(torch.softmax(out / temperature, -1), 1, generator=generator)[:, 0]
+                logits = out / temperature  # (B, V)
+                if top_k is not None:
+                    kth = torch.topk(logits, top_k, -1).values[:, -1:]  # (B, 1)
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                x = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]
             else:
                 x = out.argmax(-1)
             sequence.append(x)

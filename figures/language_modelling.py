@@ -1,0 +1,282 @@
+"""Language modelling on Shakespeare's plays: memory mosaic against GPT at equal parameter
+count, character level. Panels: (a) training and validation loss against depth, (b) validation loss
+per token position (lower early = faster in-context learning), (c) loss on the out-of-distribution
+text (the sonnets and poems) against the validation loss.
+
+The published experiment (Memory Mosaics, ICLR 2025: BabiStories, 12 layers, d=768, T=512) is scaled
+to a CPU: d=128, depth 1/2/4, T=256. The paper preset is the official nanoMosaics character-level
+Shakespeare setting.
+Learning rates come from a separate tuning run (`python -m figures.language_modelling --tune quick`),
+whose grid and choice are saved in `figures/tuning/`; the main job never tunes. `--sanity` trains the
+nanoGPT CPU recipe (4 layers, d=128, T=64, batch 12, 2000 steps) for the known reference point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from sandbox.analysis.positions import band_means, position_losses
+from sandbox.config import RunConfig, TrainConfig
+from sandbox.io import write_json
+from sandbox.models import GPTConfig, MosaicConfig, num_parameters
+from sandbox.train import train
+from tasks.text import TextConfig
+
+TUNING = Path(__file__).resolve().parent / "tuning"
+PRESETS = {
+    "tiny": dict(d=32, units=2, depths=[1, 2], seq_len=32, batch_size=4, steps=16, warmup=2,
+                 lr={"mosaic": 3e-3, "gpt": 3e-3}, dropout=0.0, eval_batches=2, eval_batch_size=8,
+                 bands=[4, 16, 32], sample_tokens=60),
+    # A 2-core CPU in about 5 minutes. lr: chosen by `--tune quick` from 1e-3, 3e-3, 1e-2 at depth 1
+    # (figures/tuning/language_modelling_quick.json; validation loss mosaic 2.39/2.27/2.20, GPT 2.79/2.70/2.70).
+    "quick": dict(d=128, units=4, depths=[1, 2, 4], seq_len=256, batch_size=8, steps=250, warmup=25,
+                  lr={"mosaic": 1e-2, "gpt": 1e-2}, dropout=0.0, eval_batches=12, eval_batch_size=16,
+                  bands=[8, 32, 128, 256], sample_tokens=500),
+    # nanoMosaics' config/train_shakespeare_char.py: 6 heads/units, d=384, dropout 0.2, batch 64, T=256,
+    # lr 1e-3 cosine to 1e-4 after 100 warm-up steps, 5000 steps, β₂ = 0.99; depths 1, 2, 4 and its 6.
+    "paper": dict(d=384, units=6, depths=[1, 2, 4, 6], seq_len=256, batch_size=64, steps=5000, warmup=100,
+                  lr={"mosaic": 1e-3, "gpt": 1e-3}, dropout=0.2, eval_batches=50, eval_batch_size=64,
+                  bands=[8, 32, 128, 256], sample_tokens=500),
+}
+MODELS = ("mosaic", "gpt")
+TUNING_GRID = (1e-3, 3e-3, 1e-2)
+SAMPLE = dict(prompt="ROMEO:", temperature=0.8, top_k=20, seed=0)
+# nanoGPT's CPU recipe for tiny Shakespeare: val loss about 1.88 nats per character after 2000 steps.
+NANOGPT_CPU = dict(d=128, units=4, depth=4, seq_len=64, batch_size=12, steps=2000, warmup=100, lr=1e-3,
+                   dropout=0.0, eval_batches=200, eval_batch_size=12)
+NANOGPT_CPU_VAL_LOSS = 1.88
+LOSS_NAMES = {"train_loss": "training", "val_loss": "validation", "ood_loss": "out of distribution"}
+
+
+def layers(depth: int) -> str:
+    return f"{depth} layer" + ("s" if depth > 1 else "")
+
+
+def model_config(name: str, preset: dict, depth: int):
+    width = dict(d=preset["d"], layers=depth, dropout=preset["dropout"])
+    if name == "mosaic":  # N = 3.5 d persistent slots: the parameter count of GPT's MLP
+        return MosaicConfig(units=preset["units"], **width)
+    return GPTConfig(heads=preset["units"], **width)
+
+
+def run_config(name: str, preset: dict, depth: int, lr: float, out: Path, label: str = "") -> RunConfig:
+    steps = preset["steps"]
+    # nanoGPT/nanoMosaics: AdamW β₂ = 0.99, cosine to lr/10, clip 1. No weight decay: the engine decays
+    # every parameter, which would pull the mosaic's leak and β scalars towards 1.
+    train_config = TrainConfig(steps=steps, batch_size=preset["batch_size"], lr=lr, betas=(0.9, 0.99),
+                               warmup_steps=preset["warmup"], schedule="cosine", final_lr_fraction=0.1,
+                               grad_clip=1.0, eval_every=max(1, steps // 10), eval_batches=2,
+                               log_every=max(1, steps // 50))
+    return RunConfig(task=TextConfig(seq_len=preset["seq_len"]), model=model_config(name, preset, depth),
+                     train=train_config, out=str(out / "runs"), name=label or f"{name}-{depth}-layers")
+
+
+def evaluate_run(result, preset: dict) -> dict:
+    """Final losses on train, validation and out-of-distribution text, and validation loss per position."""
+    device = next(result.model.parameters()).device
+    args = (preset["eval_batches"], preset["eval_batch_size"], device)
+    per_position = {split: position_losses(result.model, result.task, split, *args) for split in ("train", "val", "test")}
+    return {"train_loss": float(per_position["train"].mean()), "val_loss": float(per_position["val"].mean()),
+            "ood_loss": float(per_position["test"].mean()),
+            "val_position_loss": per_position["val"].tolist(), "ood_position_loss": per_position["test"].tolist(),
+            "val_bands": band_means(per_position["val"], preset["bands"]),
+            "ood_bands": band_means(per_position["test"], preset["bands"])}
+
+
+def draw_sample(result, tokens: int) -> str:
+    from sandbox.commands.sample import sample_text
+
+    return sample_text(result.task, result.model, SAMPLE["prompt"], tokens, temperature=SAMPLE["temperature"],
+                       top_k=SAMPLE["top_k"], seed=SAMPLE["seed"], device=next(result.model.parameters()).device)
+
+
+def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
+    out = Path(out)
+    runs, samples = [], {}
+    load_before = os.getloadavg()
+    for depth in preset["depths"]:
+        for name in MODELS:
+            start = time.perf_counter()
+            result = train(run_config(name, preset, depth, preset["lr"][name], out), progress=progress)
+            train_seconds = time.perf_counter() - start
+            scores = evaluate_run(result, preset)
+            curve = [(h["step"], h["loss"]) for h in result.history if h["split"] == "val"]
+            runs.append({"model": name, "depth": depth, "lr": preset["lr"][name],
+                         "parameters": num_parameters(result.model, embeddings=False), **scores,
+                         "val_curve": curve, "train_seconds": train_seconds,
+                         "wall_seconds": time.perf_counter() - start})
+            if depth == max(preset["depths"]):
+                samples[name] = draw_sample(result, preset["sample_tokens"])
+            print(f"  {name} {layers(depth)}: train {scores['train_loss']:.3f}, val {scores['val_loss']:.3f}, "
+                  f"out-of-distribution {scores['ood_loss']:.3f} ({train_seconds:.0f} s)")
+    task = TextConfig(seq_len=preset["seq_len"]).build(0)
+    results = {"preset": preset, "runs": runs, "samples": samples, "sample_settings": SAMPLE,
+               "data": task.describe(), "unigram_entropy": unigram_entropy(task),
+               "load_average": {"before": load_before, "after": os.getloadavg()}, "cpu_count": os.cpu_count()}
+    write_json(out / "results.json", results)
+    return results
+
+
+def unigram_entropy(task) -> float:
+    """Entropy (nats) of the training text's character frequencies: the loss of a model with no context."""
+    counts = torch.bincount(task.splits["train"].long(), minlength=task.vocab_size).double()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * p.log()).sum())
+
+
+def plot(out: Path) -> list[Path]:
+    from sandbox.plotting import plt, save_figure
+
+    out = Path(out)
+    results = json.loads((out / "results.json").read_text())
+    runs, depths = results["runs"], results["preset"]["depths"]
+    style = {"mosaic": dict(color="C0", marker="o"), "gpt": dict(color="C1", marker="s")}
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.4))
+
+    def against_depth(ax, solid: str, dotted: str, title: str) -> None:  # two losses per model against depth
+        for name in MODELS:
+            rows = sorted((r["depth"], r[solid], r[dotted]) for r in runs if r["model"] == name)
+            for column, key, extra in ((1, solid, {}), (2, dotted, dict(ls=":", alpha=0.6))):
+                ax.plot([r[0] for r in rows], [r[column] for r in rows], **style[name], **extra,
+                        label=f"{name} {LOSS_NAMES[key]}")
+        ax.set(xlabel="layers", ylabel="loss (nats per character)", xticks=depths, title=title)
+        ax.legend(fontsize=8)
+
+    against_depth(axes[0], "val_loss", "train_loss", "(a) loss against depth, equal parameters")
+    ax = axes[1]
+    for run in runs:
+        curve = torch.tensor(run["val_position_loss"])
+        positions, smooth = log_binned(curve)
+        alpha = 0.35 + 0.65 * (depths.index(run["depth"]) + 1) / len(depths)
+        ax.plot(positions, smooth, color=style[run["model"]]["color"], alpha=alpha,
+                ls="-" if run["model"] == "mosaic" else "--", label=f"{run['model']} {layers(run['depth'])}")
+    ax.set(xscale="log", xlabel="token position t (context length)", ylabel="validation loss",
+           title="(b) validation loss per position")
+    ax.legend(fontsize=7, ncol=2)
+    against_depth(axes[2], "ood_loss", "val_loss", "(c) sonnets and poems (out of distribution)")
+    fig.tight_layout()
+    plotted = {"runs": [{k: v for k, v in r.items() if k != "val_curve"} for r in runs]}
+    return [save_figure(fig, out / "language_modelling", plotted)["png"]]
+
+
+def log_binned(curve: torch.Tensor, bins: int = 24):
+    """Mean of a per-position curve over log-spaced position bins: (bin centres, means)."""
+    edges = torch.unique(torch.logspace(0, math.log10(len(curve) + 1), bins + 1).long())
+    centres, means = [], []
+    for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist()):
+        centres.append(math.sqrt(lo * (hi - 1)) if hi - 1 > lo else lo)
+        means.append(float(curve[lo - 1:hi - 1].mean()))
+    return centres, means
+
+
+def summary(results: dict) -> list[tuple[str, str, str]]:
+    """Gallery rows (quantity, ours, paper) from the saved results."""
+    rows = []
+    by = {(r["model"], r["depth"]): r for r in results["runs"]}
+    for depth in results["preset"]["depths"]:
+        m, g = by[("mosaic", depth)], by[("gpt", depth)]
+        rows.append((f"{layers(depth)}: train / validation loss, mosaic vs GPT",
+                     f"{m['train_loss']:.3f} / {m['val_loss']:.3f} vs {g['train_loss']:.3f} / {g['val_loss']:.3f}",
+                     "mosaic ≤ GPT, most at small depth"))
+    deepest = max(results["preset"]["depths"])
+    m, g = by[("mosaic", deepest)], by[("gpt", deepest)]
+    for band in m["val_bands"]:
+        rows.append((f"{layers(deepest)}: validation loss at positions {band}, mosaic vs GPT",
+                     f"{m['val_bands'][band]:.3f} vs {g['val_bands'][band]:.3f}", "mosaic lower, most at early positions"))
+    for depth in results["preset"]["depths"]:
+        m, g = by[("mosaic", depth)], by[("gpt", depth)]
+        rows.append((f"{layers(depth)}: out-of-distribution loss (minus validation), mosaic vs GPT",
+                     f"{m['ood_loss']:.3f} ({m['ood_loss'] - m['val_loss']:+.3f}) vs "
+                     f"{g['ood_loss']:.3f} ({g['ood_loss'] - g['val_loss']:+.3f})", "mosaic degrades less"))
+    rows.append(("non-embedding parameters per depth, mosaic / GPT",
+                 ", ".join(f"{by[('mosaic', d)]['parameters']:,} / {by[('gpt', d)]['parameters']:,}"
+                           for d in results["preset"]["depths"]), "—", "equal"))
+    return rows
+
+
+def details(results: dict) -> str:
+    """Gallery text below the table: a sample from each model (the deepest)."""
+    s = results["sample_settings"]
+    lines = [f"Samples from the {max(results['preset']['depths'])}-layer models (prompt {s['prompt']!r}, "
+             f"temperature {s['temperature']}, top-k {s['top_k']}, seed {s['seed']}; "
+             f"`sandbox sample RUN_DIR --prompt {s['prompt']!r}` prints more):", ""]
+    for name, text in results["samples"].items():
+        lines += [f"**{name}**", "", "```text", text.rstrip("\n"), "```", ""]
+    return "\n".join(lines)
+
+
+def tune(preset_name: str, out: Path, grid=TUNING_GRID, depth: int | None = None, progress: bool | None = None) -> dict:
+    """The learning-rate grid for each model at one depth (the preset's shallowest by default), chosen by
+    validation loss; the choice is written to `out`/language_modelling_{preset}.json, for the preset."""
+    preset = PRESETS[preset_name]
+    depth = depth or min(preset["depths"])
+    trials = {name: {} for name in MODELS}
+    runs = tempfile.TemporaryDirectory()  # the trial runs themselves are not kept
+    for name in MODELS:
+        for lr in grid:
+            try:
+                config = run_config(name, preset, depth, lr, Path(runs.name), label=f"{name}-lr{lr:g}")
+                result = train(config, progress=progress)
+                trials[name][f"{lr:g}"] = float(position_losses(result.model, result.task, "val", preset["eval_batches"],
+                                                                preset["eval_batch_size"]).mean())
+            except FloatingPointError:
+                trials[name][f"{lr:g}"] = None  # diverged
+            print(f"  {name} lr {lr:g}: validation loss {trials[name][f'{lr:g}']}")
+    runs.cleanup()
+    chosen = {name: float(min((v, k) for k, v in t.items() if v is not None)[1]) for name, t in trials.items()}
+    record = {"preset": preset_name, "depth": depth, "grid": list(grid), "validation_loss": trials, "chosen": chosen,
+              "steps": preset["steps"], "load_average": os.getloadavg()}
+    write_json(Path(out) / f"language_modelling_{preset_name}.json", record)
+    return record
+
+
+def sanity(out: Path, recipe: dict = NANOGPT_CPU, models=("gpt", "mosaic"), progress: bool | None = None) -> dict:
+    """The nanoGPT CPU recipe on our corpus (then the mosaic of equal size): validation loss beside 1.88.
+    The results file is rewritten after each model, so an interrupted run keeps the GPT's number."""
+    preset = dict(recipe, depths=[recipe["depth"]])
+    results = {"recipe": recipe, "reference_val_loss_tiny_shakespeare": NANOGPT_CPU_VAL_LOSS, "runs": {}}
+    for name in models:
+        config = run_config(name, preset, recipe["depth"], recipe["lr"], Path(out), label=f"nanogpt-cpu-{name}")
+        if name == "gpt":  # nanoGPT's weight decay, for the transformer
+            config = replace(config, train=replace(config.train, weight_decay=0.1))
+        start = time.perf_counter()
+        result = train(config, progress=progress)
+        seconds = time.perf_counter() - start
+        val = position_losses(result.model, result.task, "val", recipe["eval_batches"], recipe["eval_batch_size"],
+                              next(result.model.parameters()).device)
+        results["runs"][name] = {"val_loss": float(val.mean()), "train_seconds": seconds,
+                                 "device": str(next(result.model.parameters()).device),
+                                 "parameters": num_parameters(result.model, embeddings=False),
+                                 "load_average": os.getloadavg()}
+        print(f"  {name}: validation loss {float(val.mean()):.3f} after {recipe['steps']} steps ({seconds:.0f} s)")
+        write_json(Path(out) / "nanogpt_cpu_recipe.json", results)
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Learning-rate tuning and the nanoGPT CPU sanity point.")
+    parser.add_argument("--tune", choices=sorted(PRESETS), help="run the learning-rate grid for this preset")
+    parser.add_argument("--sanity", action="store_true", help="train the nanoGPT CPU recipe on our corpus")
+    parser.add_argument("--out", default=None, help="where results go (default: figures/tuning, or "
+                                                    "figures/out/language-modelling-sanity)")
+    args = parser.parse_args(argv)
+    if args.tune:
+        tune(args.tune, Path(args.out or TUNING))
+    if args.sanity:
+        sanity(Path(args.out or "figures/out/language-modelling-sanity"))
+    if not (args.tune or args.sanity):
+        parser.error("give --tune PRESET and/or --sanity")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
