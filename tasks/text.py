@@ -1,4 +1,4 @@
-"""Language modelling on real text, character- or byte-level: the headline task of the Memory Mosaics papers.
+"""Language modelling on real text, character- or byte-level (docs/language-modelling.md).
 
 The corpus is Shakespeare's plays, shipped with the package (`tasks/data/`, public domain, from Project
 Gutenberg), or any UTF-8 text file by path. The split is deterministic: the last `val_fraction` of the

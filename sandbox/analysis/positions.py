@@ -1,4 +1,4 @@
-"""Loss per token position: how fast a model learns in context (the Memory Mosaics paper's per-position curve).
+"""Loss per token position: how fast a model learns in context (docs/language-modelling.md).
 
 Position t (1-based) is the prediction of token t + 1 from the t tokens before it; a model that learns
 in context faster has lower loss at small t. The mean over positions is the ordinary loss.
