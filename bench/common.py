@@ -20,7 +20,7 @@ def machine() -> dict:
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def save(name: str, results: dict) -> Path:
-    path = write_json(RESULTS / f"{name}.json", {"machine": machine(), **results})
+def save(name: str, results: dict, directory: Path = RESULTS) -> Path:
+    path = write_json(Path(directory) / f"{name}.json", {"machine": machine(), **results})
     print(f"wrote {path}")
     return path
