@@ -21,8 +21,9 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.analysis.seeds import t_interval
 from sandbox.config import RunConfig, parse_overrides
-from sandbox.validation import check_choice, check_fraction, check_int
+from sandbox.validation import check_choice, check_int
 
 LAUNCHERS = ("pool", "submitit")
 
@@ -164,26 +165,6 @@ def launch_submitit(runs: list[PlannedRun], folder: Path, cluster: str, paramete
             failed.append(_failure(run, err))
         progress(run)
     return done, failed
-
-
-def t_interval(values: list[float], confidence: float = 0.95) -> dict:
-    """Mean, sample standard deviation and the Student-t confidence interval of the mean.
-
-    With n values, mean ± t_{(1+c)/2, n-1} · s / √n. With one value the spread is unknown: std and the
-    interval are None.
-    """
-    from scipy import stats
-
-    check_fraction(confidence, "confidence", open_low=True, open_high=True)
-    n = len(values)
-    if n == 0:
-        raise ValueError("values: need at least one value")
-    mean = math.fsum(values) / n
-    if n == 1:
-        return {"n": 1, "mean": mean, "std": None, "ci_low": None, "ci_high": None, "confidence": confidence}
-    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
-    return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half, "confidence": confidence}
 
 
 def aggregate(runs: list[PlannedRun], finals: dict, confidence: float = 0.95) -> list[dict]:

@@ -71,6 +71,13 @@ class Task:
         return torch.nn.functional.cross_entropy(outputs.flatten(0, -2).float(), batch.targets.flatten(),
                                                  ignore_index=-100)
 
+    def loss_terms(self, batch: Batch) -> torch.Tensor:
+        """How many terms `loss` averages over in `batch` (data parallelism weights each rank's slice by it):
+        the targets not ignored (-100) on token tasks, every target entry on continuous ones."""
+        if batch.targets.is_floating_point():
+            return torch.tensor(batch.targets.numel(), device=batch.targets.device)
+        return (batch.targets != -100).sum()
+
     def metrics(self, outputs: torch.Tensor, batch: Batch) -> dict[str, float]:
         return {"loss": float(self.loss(outputs, batch))}
 

@@ -177,11 +177,17 @@ class TriggerBigrams(Task):
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
         return Batch(inputs, targets, self.labels(inputs, triggers), {"triggers": triggers, "outputs": outputs})
 
-    def loss(self, outputs, batch) -> torch.Tensor:
-        targets = batch.targets
+    def loss_targets(self, batch) -> torch.Tensor:
+        """The targets the loss sees: with loss_on='predictable', the unpredictable ones set to -100."""
         if self.config.loss_on == "predictable":
-            targets = targets.masked_fill(batch.labels < 2, -100)
-        return F.cross_entropy(outputs.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+            return batch.targets.masked_fill(batch.labels < 2, -100)
+        return batch.targets
+
+    def loss(self, outputs, batch) -> torch.Tensor:
+        return F.cross_entropy(outputs.flatten(0, 1).float(), self.loss_targets(batch).flatten(), ignore_index=-100)
+
+    def loss_terms(self, batch) -> torch.Tensor:
+        return (self.loss_targets(batch) != -100).sum()
 
     def metrics(self, outputs, batch) -> dict[str, float]:
         """In-context accuracy (argmax on label >= 2), global loss (label 0), loss by label group."""

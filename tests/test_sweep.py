@@ -6,10 +6,10 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy import stats
 
+from sandbox.analysis.seeds import t_interval
 from sandbox.cli import main
-from sandbox.sweep import expand_grid, parse_grid, plan, sweep, t_interval
+from sandbox.sweep import expand_grid, parse_grid, plan, sweep
 
 BASE = ["task=three_moons", "task.length=24", "model=mosaic", "model.d=8", "model.units=2", "model.layers=1",
         "train.steps=4", "train.batch_size=4", "train.log_every=2", "train.eval_every=0", "train.eval_batches=1",
@@ -23,29 +23,6 @@ def test_grid_is_every_combination_once(axes):
     assert len(points) == math.prod(len(v) for v in grid.values())
     assert len(set(points)) == len(points)
     assert all([k for k, _ in p] == list(grid) for p in points)
-
-
-@given(st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=30), st.floats(0.5, 0.99))
-def test_t_interval_matches_the_definition(values, confidence):
-    s = t_interval(values, confidence)
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = stats.t.ppf((1 + confidence) / 2, n - 1) * std / math.sqrt(n)
-    assert s["n"] == n and s["mean"] == pytest.approx(mean, abs=1e-9)
-    assert s["std"] == pytest.approx(std, abs=1e-9)
-    assert s["ci_low"] == pytest.approx(mean - half, abs=1e-7) and s["ci_high"] == pytest.approx(mean + half, abs=1e-7)
-    assert s["ci_low"] <= s["mean"] <= s["ci_high"]
-
-
-@given(st.lists(st.floats(-10, 10), min_size=3, max_size=10), st.floats(0.6, 0.9))
-def test_a_higher_confidence_gives_a_wider_interval(values, confidence):
-    narrow, wide = t_interval(values, confidence), t_interval(values, min(confidence + 0.09, 0.99))
-    assert wide["ci_high"] - wide["ci_low"] >= narrow["ci_high"] - narrow["ci_low"] - 1e-12
-
-
-def test_one_seed_has_no_spread():
-    assert t_interval([0.5]) == {"n": 1, "mean": 0.5, "std": None, "ci_low": None, "ci_high": None, "confidence": 0.95}
 
 
 def test_parse_grid_and_its_errors():

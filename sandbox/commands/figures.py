@@ -2,6 +2,8 @@
 
 Computing writes results (JSON) first; plotting reads only those files. `--plot-only` redraws from
 results already on disk. The wall time of each family is written beside its results.
+`--seeds 0,1,2` (or 0-4) replaces the preset's seeds in every family that takes them (see
+`figures/__init__.py`); its figures then show the spread over seeds.
 """
 
 from __future__ import annotations
@@ -28,19 +30,33 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="figures/out", help="output directory (default: figures/out)")
     parser.add_argument("--plot-only", action="store_true", help="redraw from saved results, no training")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--seeds", help="seeds to run and show the spread over: 0,1,2 or 0-4 (default: the preset's)")
 
 
 def run(args) -> int:
     families = _families()
+    from sandbox.commands.sweep import parse_seeds
+
     chosen = list(families) if args.family == "all" else [args.family]
+    seeds = parse_seeds(args.seeds) if args.seeds else None
+    if seeds is not None and (len(set(seeds)) != len(seeds) or min(seeds) < 0):
+        raise ValueError(f"--seeds must be distinct integers >= 0, got {args.seeds!r}")
     for name in chosen:
         module = importlib.import_module(families[name])
         check_choice(args.preset, "--preset", module.PRESETS)
+        preset = module.PRESETS[args.preset]
+        if seeds is not None:
+            if "seeds" in preset:
+                preset = {**preset, "seeds": seeds}
+            elif args.family != "all":
+                raise ValueError(f"--seeds: the {name} family does not take seeds (its presets have no 'seeds')")
+            else:
+                print(f"[{name}] does not take --seeds: one seed")
         out = Path(args.out) / name
         if not args.plot_only:
             start = time.perf_counter()
             print(f"[{name}] computing with the {args.preset!r} preset -> {out}")
-            module.compute(module.PRESETS[args.preset], out, progress=False if args.no_progress else None)
+            module.compute(preset, out, progress=False if args.no_progress else None)
             write_json(out / "timing.json", {"preset": args.preset, "wall_seconds": time.perf_counter() - start})
         elif not out.exists():
             raise ValueError(f"--plot-only needs saved results in {out}; run without --plot-only first")
