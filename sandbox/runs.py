@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 
@@ -23,15 +24,23 @@ def check_run_dir(run_dir) -> Path:
 
 
 def read_metrics(run_dir) -> list[dict]:
-    """Every line of `run_dir/metrics.jsonl`, in order; a damaged line is an error naming the line."""
+    """Every line of `run_dir/metrics.jsonl`, in order, without changing the file (the run may be live).
+
+    A last line that is not JSON is a write in progress or cut short: left out with a warning. Any
+    other damaged line is an error naming the file and the line.
+    """
     path = check_run_dir(run_dir) / "metrics.jsonl"
+    texts = path.read_text(encoding="utf-8", errors="replace").splitlines()
     lines = []
-    for number, text in enumerate(path.read_text().splitlines(), start=1):
+    for number, text in enumerate(texts, start=1):
         if not text.strip():
             continue
         try:
             line = json.loads(text)
         except json.JSONDecodeError as err:
+            if number == len(texts):
+                warnings.warn(f"{path}, line {number}: incomplete (a write in progress?); left out", stacklevel=2)
+                break
             raise ValueError(f"{path}, line {number}: not JSON ({err.msg})") from None
         if not isinstance(line, dict) or "step" not in line or "split" not in line:
             raise ValueError(f"{path}, line {number}: a metrics line needs 'step' and 'split'")

@@ -58,11 +58,22 @@ def test_plot_command(tmp_path, capsys):
 @pytest.mark.parametrize("setup, message", [
     (lambda p: p, "does not exist"),
     (lambda p: (p.mkdir(), p)[1], "no metrics.jsonl"),
-    (lambda p: write_run(p, LINES[:1]) and (p / "metrics.jsonl").write_text("{oops\n") and p, "line 1: not JSON"),
+    (lambda p: write_run(p, LINES[:1]) and (p / "metrics.jsonl").write_text("{oops\n{}\n") and p, "line 1: not JSON"),
+    (lambda p: write_run(p, [{"step": 1}]), "line 1: a metrics line needs 'step' and 'split'"),
 ])
 def test_bad_run_directories_are_named(tmp_path, setup, message):
     with pytest.raises(ValueError, match=message):
         read_metrics(setup(tmp_path / "r"))
+
+
+def test_a_torn_last_line_is_left_out_and_the_file_kept(tmp_path):
+    run = write_run(tmp_path / "a", LINES)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 8, "spl')
+    before = (run / "metrics.jsonl").read_text()
+    with pytest.warns(UserWarning, match="line 6: incomplete"):
+        assert read_metrics(run) == LINES
+    assert (run / "metrics.jsonl").read_text() == before
 
 
 def test_unknown_metric_lists_the_available_ones(tmp_path, capsys):
