@@ -27,7 +27,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAM
 }
 
 # 1. What is here: python, torch, CUDA, and the project's other dependencies.
-step preflight 60 "$PY" - <<'EOF'
+step preflight 90 "$PY" - <<'EOF'
 import importlib, platform, sys
 import torch
 print("python", platform.python_version(), "| torch", torch.__version__, "| CUDA available", torch.cuda.is_available())
@@ -42,6 +42,10 @@ for name in ("numpy", "scipy", "tqdm", "matplotlib", "pytest", "hypothesis"):
 print("missing:", ", ".join(missing) or "nothing")
 sys.exit(0 if torch.cuda.is_available() else 1)
 EOF
+if [ "$status" -ne 0 ]; then
+  echo "no CUDA device (see $OUT/preflight.log): nothing to check here"
+  exit 1
+fi
 
 # tqdm only draws progress bars: stand in for it where it is missing (numpy is required).
 if ! "$PY" -c "import tqdm" 2>/dev/null; then
@@ -75,7 +79,7 @@ step throughput_fp32 110 "$PY" -m bench.throughput --no-compile --results-dir "$
 
 # 4. The same with bfloat16 autocast, and torch.compile against eager (compile time apart).
 mkdir -p "$OUT/amp"
-step throughput_amp_compile 170 "$PY" -m bench.throughput --amp --results-dir "$OUT/amp"
+step throughput_amp_compile 170 "$PY" -m bench.throughput --amp --no-profile --no-memory --results-dir "$OUT/amp"
 
 ls -l "$OUT" "$OUT/amp"
 exit $status
