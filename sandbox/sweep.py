@@ -234,6 +234,7 @@ def plot_sweep(table: list[dict], grid: dict[str, list[str]], stem, metrics: lis
             positive = [x for x in xs if x > 0]
             if len(positive) == len(xs) and max(xs) >= 10 * min(xs):
                 ax.set_xscale("log")
+            ax.set_xticks(xs, [row["label"].split("=", 1)[1] for row in table])
             ax.set_xlabel(key)
         else:
             ax.set_xticks(xs, [row["label"] for row in table], rotation=30, ha="right", fontsize=7)
