@@ -31,9 +31,11 @@ def t_interval(values: list[float], confidence: float = 0.95) -> dict:
     return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half, "confidence": confidence}
 
 
-def mean_spread(values: list[float], digits: int = 3) -> str:
-    """'0.931' for one value; '0.931 ± 0.012 (3 seeds)' (sample standard deviation) for several."""
+def mean_spread(values: list[float], digits: int = 3, count: bool = True) -> str:
+    """'0.931' for one value; '0.931 ± 0.012 (3 seeds)' (sample standard deviation) for several
+    (without the count of seeds when `count` is False)."""
     stat = t_interval([float(v) for v in values])
     if stat["std"] is None:
         return f"{stat['mean']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f} ({stat['n']} seeds)"
+    seeds = f" ({stat['n']} seeds)" if count else ""
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}{seeds}"

@@ -36,6 +36,7 @@ def test_one_seed_has_no_spread():
 def test_mean_spread_text():
     assert mean_spread([0.5]) == "0.500"
     assert mean_spread([0.4, 0.6], digits=2) == "0.50 ± 0.14 (2 seeds)"
+    assert mean_spread([0.4, 0.6], digits=2, count=False) == "0.50 ± 0.14"
     with pytest.raises(ValueError, match="at least one value"):
         mean_spread([])
 
