@@ -7,7 +7,9 @@ Part 2, the memory mosaic beside GPT: a one-layer mosaic against one- and two-la
 width, in-context accuracy against steps (a one-layer transformer cannot form an induction head). All
 three train with the same optimiser settings and, like the transformer of part 1, with the loss on the
 predictable positions only (with the loss on every position the in-context signal is a small part of
-the gradient and every model needs many more steps).
+the gradient and every model needs many more steps). With several seeds (`--seeds`), part 2 trains
+each model once per seed and shows the mean with a band of ± one standard deviation; part 1 keeps the
+first seed.
 
 The two-layer GPT (d = 64) does not learn the head within the quick preset's 300 steps at batch 16 with
 the loss on the predictable positions: in-context accuracy at step 300 was 0.08, 0.13 and 0.16 at Adam
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from sandbox.analysis.probes import attention_probes, memory_probes
+from sandbox.analysis.seeds import mean_spread
 from sandbox.config import RunConfig, TrainConfig
 from sandbox.io import write_json
 from sandbox.models import GPTConfig, InductionConfig, MosaicConfig
@@ -40,11 +43,11 @@ from figures.tune import model_lr, with_tuned
 # in-context accuracy after 200 steps 0.18 at lr 0.03, 0.73 at lr 2.0.
 PRESETS = with_tuned("induction-heads", {
     "tiny": dict(seq_len=64, d=32, steps=40, batch_size=8, eval_every=20, freeze_until=20, lr=2.0,
-                 compare_d=32, compare_steps=40, compare_batch=8, compare_lr=1e-2, attention_len=32),
+                 compare_d=32, compare_steps=40, compare_batch=8, compare_lr=1e-2, attention_len=32, seeds=[0]),
     "quick": dict(seq_len=256, d=128, steps=600, batch_size=32, eval_every=25, freeze_until=150, lr=2.0,
-                  compare_d=64, compare_steps=300, compare_batch=16, compare_lr=1e-2, attention_len=64),
+                  compare_d=64, compare_steps=300, compare_batch=16, compare_lr=1e-2, attention_len=64, seeds=[0]),
     "paper": dict(seq_len=256, d=256, steps=2000, batch_size=64, eval_every=50, freeze_until=500, lr=2.0,
-                  compare_d=128, compare_steps=2000, compare_batch=32, compare_lr=1e-2, attention_len=64),
+                  compare_d=128, compare_steps=2000, compare_batch=32, compare_lr=1e-2, attention_len=64, seeds=[0]),
 })
 PROBES = ("W_O2", "W_K2", "W_K1", "W_K1_t<64")
 PROBE_LEVELS = (0.5, 0.9)  # the step at which each probe first reaches these levels
@@ -70,19 +73,27 @@ def first_step_reaching(curve: dict, key: str, level: float):
     return next((s for s, v in zip(curve["steps"], curve[key]) if v >= level), None)
 
 
-def compare_config(preset: dict, name: str, lr: float, out: Path) -> RunConfig:
-    """The run of one compared model (mosaic or GPT) at learning rate `lr`."""
+def compare_config(preset: dict, name: str, lr: float, out: Path, seed: int = 0) -> RunConfig:
+    """The run of one compared model (mosaic or GPT) at learning rate `lr`, initialised and fed by `seed`."""
     return RunConfig(task=BigramConfig(seq_len=preset["seq_len"], loss_on="predictable"),
                      model=COMPARED[name](preset["compare_d"]),
                      train=TrainConfig(steps=preset["compare_steps"], batch_size=preset["compare_batch"], lr=lr,
                                        warmup_steps=preset["compare_steps"] // 10, schedule="cosine", grad_clip=1.0,
                                        eval_every=preset["eval_every"], eval_batches=2, log_every=preset["eval_every"]),
-                     out=str(Path(out) / "runs"), name=name)
+                     seed=seed, out=str(Path(out) / "runs"), name=name + (f"-seed{seed}" if seed else ""))
 
 
 def tuning_runs(preset: dict) -> dict:
     """For `python -m figures.tune`: each compared model's run as a function of its learning rate."""
     return {name: (lambda lr, name=name: compare_config(preset, name, lr, Path("."))) for name in COMPARED}
+
+
+def mean_curve(curves: list[dict], keys) -> dict:
+    """The mean over seeds of validation curves taken at the same steps, each seed's values kept in `per_seed`."""
+    mean = {"steps": curves[0]["steps"], "per_seed": {k: [c[k] for c in curves] for k in keys}}
+    for key in keys:
+        mean[key] = [sum(values) / len(values) for values in zip(*mean["per_seed"][key])]
+    return mean
 
 
 def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
@@ -118,11 +129,13 @@ def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
     compared = {}
     for name in COMPARED:
         lr = model_lr(preset, name, preset["compare_lr"])
-        curve = validation_curve(train(compare_config(preset, name, lr, out), progress=progress).history,
-                                 ("in_context_accuracy", "global_loss"))
-        curve["lr"] = lr
-        for level in ACCURACY_LEVELS:
+        curves = [validation_curve(train(compare_config(preset, name, lr, out, seed), progress=progress).history,
+                                   ("in_context_accuracy", "global_loss")) for seed in preset.get("seeds", [0])]
+        curve = mean_curve(curves, ("in_context_accuracy", "global_loss"))
+        curve["lr"], curve["seeds"] = lr, preset.get("seeds", [0])
+        for level in ACCURACY_LEVELS:  # on the mean curve; each seed's beside it
             curve[f"steps_to_{level}"] = first_step_reaching(curve, "in_context_accuracy", level)
+            curve["per_seed"][f"steps_to_{level}"] = [first_step_reaching(c, "in_context_accuracy", level) for c in curves]
         compared[name] = curve
         print(f"  {name} (lr {lr:g}): in-context accuracy {curve['in_context_accuracy'][-1]:.3f}, reaches "
               + ", ".join(f"{level} at step {curve[f'steps_to_{level}']}" for level in ACCURACY_LEVELS))
@@ -135,7 +148,7 @@ def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
 
 
 def plot(out: Path) -> list[Path]:
-    from sandbox.plotting import plt, save_figure
+    from sandbox.plotting import mean_band, plt, save_figure
 
     out = Path(out)
     results = json.loads((out / "results.json").read_text())
@@ -174,7 +187,8 @@ def plot(out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     for name, curve in results["mosaic_vs_gpt"].items():
         lr = f" (lr {curve['lr']:g})" if "lr" in curve else ""
-        ax.plot(curve["steps"], curve["in_context_accuracy"], marker="o", ms=3, label=name.replace("_", " ") + lr)
+        values = curve.get("per_seed", {}).get("in_context_accuracy", [curve["in_context_accuracy"]])
+        mean_band(ax, curve["steps"], values, label=name.replace("_", " ") + lr, marker="o", ms=3)
     for level in ACCURACY_LEVELS:
         ax.axhline(level, color="0.6", ls=":", lw=1)
     ax.set(xlabel="training step", ylabel="in-context accuracy (label >= 2)", ylim=(0, 1.02),
@@ -200,7 +214,9 @@ def summary(results: dict) -> list[tuple[str, str, str, str]]:
         when = "; ".join(f"{level} at step {curve[f'steps_to_{level}']}" if curve.get(f"steps_to_{level}") is not None
                          else f"{level} not within {curve['steps'][-1]} steps" for level in ACCURACY_LEVELS)
         lr = f", lr {curve['lr']:g}" if "lr" in curve else ""
-        return f"{curve['in_context_accuracy'][-1]:.3f} ({when}{lr})"
+        finals = [values[-1] for values in curve.get("per_seed", {}).get("in_context_accuracy", [curve["in_context_accuracy"]])]
+        on_mean = " on the mean curve" if len(finals) > 1 else ""
+        return f"{mean_spread(finals)} ({when}{on_mean}{lr})"
 
     return [
         ("transformer in-context accuracy (final)", f"{free['in_context_accuracy'][-1]:.3f}",

@@ -1,15 +1,19 @@
 """In-context regular languages (docs/regular-languages.md): accuracy and total variation distance on the test
 automata against the number of training automata, for a memory mosaic and a GPT, with the in-context
-2-gram and 3-gram predictors as reference lines and the published numbers beside ours.
+2-gram and 3-gram predictors as reference lines and the published numbers beside ours. With several
+seeds (`--seeds`), each point is the mean over seeds with ± one standard deviation as error bars.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import statistics
 import time
 from pathlib import Path
 
+from sandbox.analysis.seeds import mean_spread
 from sandbox.config import RunConfig, TrainConfig
 from sandbox.io import write_json
 from sandbox.models import GPTConfig, MosaicConfig
@@ -20,14 +24,14 @@ from figures.tune import model_lr, with_tuned
 
 PRESETS = with_tuned("regular-languages", {
     "tiny": dict(automata=[20, 60], eval_automata=16, steps=12, batch_size=4, lr=3e-3, weight_decay=0.1,
-                 mosaic=dict(d=32, layers=1, units=4), gpt=dict(d=32, layers=2, heads=2), dropout=0.0),
+                 mosaic=dict(d=32, layers=1, units=4), gpt=dict(d=32, layers=2, heads=2), dropout=0.0, seeds=[0]),
     # 300 steps keep the main job within its 8 minutes on 2 cores (600 steps took 15).
     "quick": dict(automata=[100, 500, 1000], eval_automata=500, steps=300, batch_size=16, lr=3e-3, weight_decay=0.1,
-                  mosaic=dict(d=64, layers=2, units=4), gpt=dict(d=64, layers=4, heads=2), dropout=0.0),
+                  mosaic=dict(d=64, layers=2, units=4), gpt=dict(d=64, layers=4, heads=2), dropout=0.0, seeds=[0]),
     # Published: batch 32, 200 epochs, AdamW (0.9, 0.999), wd 0.1, cosine with 10% warm-up to 0.1·lr, clip 1.
     "paper": dict(automata=[100, 500, 1000, 2500, 40000], eval_automata=500, epochs=200, batch_size=32, lr=5e-4,
                   weight_decay=0.1, mosaic=dict(d=128, layers=2, units=8, persistent_slots=448),
-                  gpt=dict(d=128, layers=8, heads=2), dropout=0.05),
+                  gpt=dict(d=128, layers=8, heads=2), dropout=0.05, seeds=[0]),
 })
 # docs/regular-languages.md, published numbers: (accuracy, TVD) of the published mosaic and transformer.
 PAPER = {"mosaic": {100: (.925, .57), 500: (.928, .25), 1000: (.934, .215), 2500: (.941, .185), 40000: (.958, .12)},
@@ -52,8 +56,9 @@ def steps_for(preset: dict, automata: int) -> int:
     return preset["steps"]
 
 
-def run_config(preset: dict, name: str, n: int, lr: float, out: Path) -> RunConfig:
-    """The run of one model on N = n training automata at learning rate `lr`."""
+def run_config(preset: dict, name: str, n: int, lr: float, out: Path, seed: int = 0) -> RunConfig:
+    """The run of one model on N = n training automata at learning rate `lr`; `seed` draws the training and
+    test automata and the initialisation."""
     steps = steps_for(preset, n)
     train_config = TrainConfig(steps=steps, batch_size=preset["batch_size"], lr=lr,
                                weight_decay=preset["weight_decay"], warmup_steps=steps // 10,
@@ -61,7 +66,7 @@ def run_config(preset: dict, name: str, n: int, lr: float, out: Path) -> RunConf
                                eval_every=0, eval_batches=2, log_every=max(1, steps // 20))
     return RunConfig(task=RegularLanguagesConfig(train_automata=n, eval_automata=preset["eval_automata"]),
                      model=model_config(name, preset), train=train_config,
-                     out=str(Path(out) / "runs"), name=f"{name}-N{n}")
+                     seed=seed, out=str(Path(out) / "runs"), name=f"{name}-N{n}" + (f"-seed{seed}" if seed else ""))
 
 
 def tuning_runs(preset: dict) -> dict:
@@ -73,20 +78,24 @@ def tuning_runs(preset: dict) -> dict:
 def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
     out = Path(out)
     runs = []
-    for n in preset["automata"]:
-        for name in ("mosaic", "gpt"):
-            steps = steps_for(preset, n)
-            lr = model_lr(preset, name, preset["lr"])
-            start = time.perf_counter()
-            result = train(run_config(preset, name, n, lr, out), progress=progress)
-            every_test_sequence = math.ceil(preset["eval_automata"] / preset["batch_size"])
-            test = evaluate(result.model, result.task, TrainConfig(batch_size=preset["batch_size"],
-                            eval_batches=every_test_sequence), next(result.model.parameters()).device, split="test")
-            runs.append({"model": name, "automata": n, "steps": steps, "lr": lr, "accuracy": test["accuracy"],
-                         "tvd": test["tvd"], "wall_seconds": time.perf_counter() - start})
-            print(f"  {name} N={n}: test accuracy {test['accuracy']:.3f}, TVD {test['tvd']:.3f}")
-    task = RegularLanguagesConfig(train_automata=1, eval_automata=preset["eval_automata"]).build(0)
-    baselines = {f"{k}-gram": ngram_baseline(task, "test", k) for k in (2, 3)}
+    seeds = preset.get("seeds", [0])
+    for n, name, seed in itertools.product(preset["automata"], ("mosaic", "gpt"), seeds):
+        steps = steps_for(preset, n)
+        lr = model_lr(preset, name, preset["lr"])
+        start = time.perf_counter()
+        result = train(run_config(preset, name, n, lr, out, seed), progress=progress)
+        every_test_sequence = math.ceil(preset["eval_automata"] / preset["batch_size"])
+        test = evaluate(result.model, result.task, TrainConfig(batch_size=preset["batch_size"],
+                        eval_batches=every_test_sequence), next(result.model.parameters()).device, split="test")
+        runs.append({"model": name, "automata": n, "seed": seed, "steps": steps, "lr": lr, "accuracy": test["accuracy"],
+                     "tvd": test["tvd"], "wall_seconds": time.perf_counter() - start})
+        print(f"  {name} N={n} seed {seed}: test accuracy {test['accuracy']:.3f}, TVD {test['tvd']:.3f}")
+    # Each seed has its own test automata: the baselines are averaged over the seeds' test sets.
+    tasks = [RegularLanguagesConfig(train_automata=1, eval_automata=preset["eval_automata"]).build(s) for s in seeds]
+    baselines = {}
+    for k in (2, 3):
+        scores = [ngram_baseline(t, "test", k) for t in tasks]
+        baselines[f"{k}-gram"] = {m: statistics.fmean(score[m] for score in scores) for m in scores[0]}
     results = {"preset": preset, "runs": runs, "baselines": baselines,
                "paper": {m: {str(n): v for n, v in rows.items()} for m, rows in PAPER.items()},
                "paper_baselines": PAPER_NGRAM}
@@ -94,8 +103,17 @@ def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
     return results
 
 
+def per_seed(runs: list[dict], name: str, metric: str) -> tuple[list[int], list[list[float]]]:
+    """The training-automata counts N of model `name` and its `metric` as seeds × N (saved runs before
+    seeds existed count as seed 0)."""
+    automata = sorted({r["automata"] for r in runs if r["model"] == name})
+    seeds = sorted({r.get("seed", 0) for r in runs if r["model"] == name})
+    value = {(r["automata"], r.get("seed", 0)): r[metric] for r in runs if r["model"] == name}
+    return automata, [[value[n, s] for n in automata] for s in seeds]
+
+
 def plot(out: Path) -> list[Path]:
-    from sandbox.plotting import plt, save_figure
+    from sandbox.plotting import mean_band, plt, save_figure
 
     out = Path(out)
     results = json.loads((out / "results.json").read_text())
@@ -104,8 +122,8 @@ def plot(out: Path) -> list[Path]:
     for col, metric in enumerate(("accuracy", "tvd")):
         ax = axes[col]
         for name, colour in colours.items():
-            rows = sorted((r["automata"], r[metric]) for r in results["runs"] if r["model"] == name)
-            ax.plot(*zip(*rows), marker="o", color=colour, label=f"{name} (ours)")
+            automata, values = per_seed(results["runs"], name, metric)
+            mean_band(ax, automata, values, label=f"{name} (ours)", color=colour, bars=True, marker="o")
             paper = sorted((int(n), v[col]) for n, v in results["paper"][name].items())
             ax.plot(*zip(*paper), marker="x", ls=":", color=colour, alpha=0.5, label=f"{name} (paper)")
         for (label, scores), style in zip(results["baselines"].items(), ("--", "-.")):
@@ -121,10 +139,13 @@ def plot(out: Path) -> list[Path]:
 def summary(results: dict) -> list[tuple[str, str, str, str]]:
     """Gallery rows (quantity, ours, published, our target) from the saved results: accuracy / TVD."""
     rows = []
-    for run in sorted(results["runs"], key=lambda r: (r["model"], r["automata"])):
-        paper = results["paper"][run["model"]].get(str(run["automata"]))
+    for model, n in sorted({(r["model"], r["automata"]) for r in results["runs"]}, key=lambda k: (k[0], k[1])):
+        paper = results["paper"][model].get(str(n))
+        group = [r for r in results["runs"] if (r["model"], r["automata"]) == (model, n)]
+        run = {"model": model, "automata": n}
         rows.append((f"{run['model']}, {run['automata']} training automata (accuracy / TVD)",
-                     f"{run['accuracy']:.3f} / {run['tvd']:.3f}",
+                     mean_spread([r["accuracy"] for r in group], count=False) + " / "
+                     + mean_spread([r["tvd"] for r in group]),
                      "—" if paper is None else f"{paper[0]:.3f} / {paper[1]:.3f}",
                      "mosaic above GPT at small N" if run["model"] == "mosaic" else "—"))
     for name, scores in results["baselines"].items():
