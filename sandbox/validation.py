@@ -66,6 +66,13 @@ def check_int(value, name: str, *, low: int | None = None, high: int | None = No
     return value
 
 
+def check_bool(value, name: str) -> bool:
+    """True or False, nothing else (a string such as "no" would otherwise read as True)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def check_fraction(value, name: str, *, open_low: bool = False, open_high: bool = False) -> float:
     """A real number in [0, 1], with either end excluded on request."""
     if isinstance(value, bool) or not isinstance(value, Real):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from sandbox.registry import register_kernel
-from sandbox.validation import check_positive, check_tensor
+from sandbox.validation import check_bool, check_positive, check_tensor
 
 
 def check_memory_args(queries, keys, values, beta, mask=None) -> torch.Size:
@@ -49,8 +49,9 @@ def check_memory_args(queries, keys, values, beta, mask=None) -> torch.Size:
         raise ValueError(f"batch dimensions (all but the last two) must broadcast, got {shapes}") from None
     check_positive(beta, "beta", allow_tensor=True)
     if isinstance(beta, torch.Tensor):
-        try:
-            torch.broadcast_shapes(beta.shape, batch)
+        try:  # β may not add batch dimensions of its own: (7,) against batch () is an error
+            if torch.broadcast_shapes(beta.shape, batch) != batch:
+                raise RuntimeError
         except RuntimeError:
             raise ValueError(
                 f"beta must be a float or a tensor broadcastable to the batch dimensions {tuple(batch)}, "
@@ -78,6 +79,7 @@ def as_beta(beta, like: torch.Tensor):
 
 def strict_past_mask(length: int, *, exclude_current: bool = True, device=None) -> torch.Tensor:
     """(T, T) bool mask, True where query t may see key s: s < t (or s <= t)."""
+    check_bool(exclude_current, "exclude_current")
     return torch.ones(length, length, dtype=torch.bool, device=device).tril(-1 if exclude_current else 0)
 
 
@@ -235,4 +237,5 @@ def kernel_regression(queries, keys, values, beta, *, mask=None) -> torch.Tensor
 
 def causal_kernel_regression(keys, values, beta, exclude_current: bool = True) -> torch.Tensor:
     """Sequence form over keys (..., T, dk), values (..., T, dv): query t sees s < t (or s <= t)."""
+    check_bool(exclude_current, "exclude_current")
     return _REFERENCE.causal(keys, values, beta, exclude_current=exclude_current)

@@ -36,6 +36,12 @@ def _as_2d(x, name: str) -> tuple[torch.Tensor, bool]:
     return x, was_1d
 
 
+def _bandwidth_to_beta(bandwidth: float) -> float:
+    """β = 1 / (2 h²); inf where h² underflows to 0 (the caller refuses it)."""
+    squared = bandwidth * bandwidth  # inf, not OverflowError, for a huge bandwidth
+    return 1.0 / (2.0 * squared) if squared > 0 else math.inf
+
+
 class NadarayaWatson:
     """Gaussian kernel regression estimator with a fixed or cross-validated bandwidth."""
 
@@ -44,6 +50,9 @@ class NadarayaWatson:
             raise ValueError("give at most one of beta and bandwidth (beta = 1 / (2 bandwidth²))")
         self.beta = None if beta is None else check_positive(beta, "beta")
         self.bandwidth = None if bandwidth is None else check_positive(bandwidth, "bandwidth")
+        if self.bandwidth is not None and not 0 < _bandwidth_to_beta(self.bandwidth) < math.inf:
+            raise ValueError(f"bandwidth must be between about 1e-154 and 1e153 (so that β = 1 / (2 bandwidth²) "
+                             f"is finite and > 0), got {bandwidth}")
 
     def fit(self, keys, values) -> "NadarayaWatson":
         self.keys_, _ = _as_2d(keys, "keys")  # (n, dk)
@@ -56,7 +65,7 @@ class NadarayaWatson:
         if self.beta is not None:
             self.beta_ = self.beta
         elif self.bandwidth is not None:
-            self.beta_ = 1.0 / (2.0 * self.bandwidth**2)
+            self.beta_ = _bandwidth_to_beta(self.bandwidth)
         else:
             self.beta_, self.cv_scores_ = self._cross_validate()
         return self

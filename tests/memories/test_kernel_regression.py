@@ -172,3 +172,22 @@ def test_memory_modules_from_the_environment_register(tmp_path, monkeypatch):
         assert "test_env_variant" in list_memories()
     finally:
         _MEMORIES.pop("test_env_variant", None)
+
+
+def test_edge_cases_are_named_errors():
+    q, k, v = torch.randn(3, 4), torch.randn(5, 4), torch.randn(5, 2)
+    # A β with batch dimensions of its own would silently broadcast the output to (7, 3, 2).
+    with pytest.raises(ValueError, match=r"beta must be a float or a tensor broadcastable to the batch dimensions \(\)"):
+        kernel_regression(q, k, v, torch.ones(7))
+    assert kernel_regression(q, k, v, torch.ones(())).shape == (3, 2)  # a 0-d β adds nothing
+    # "no" is a truthy string: it must not be read as exclude_current=True.
+    for bad in ("no", 0, None):
+        with pytest.raises(TypeError, match="exclude_current must be True or False"):
+            causal_kernel_regression(k, v, 1.0, exclude_current=bad)
+    # β = 1 / (2 h²) overflows (h tiny) or underflows to 0 (h huge): refused when built, by name.
+    for bandwidth in (1e-200, 1e-160, 1e160, 1e300):
+        with pytest.raises(ValueError, match="bandwidth must be between about 1e-154 and 1e153"):
+            NadarayaWatson(bandwidth=bandwidth)
+    for bandwidth in (1e-150, 1e150):  # extreme but representable: fitted without error
+        model = NadarayaWatson(bandwidth=bandwidth).fit(np.arange(3.0), np.arange(3.0))
+        assert 0 < model.beta_ < math.inf and np.isfinite(model.predict(np.array([0.5]))).all()
