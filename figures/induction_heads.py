@@ -112,7 +112,7 @@ def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
                                              lr=preset["lr"], momentum=0.9, weight_decay=1e-4, schedule="constant",
                                              eval_every=preset["eval_every"], eval_batches=2, log_every=preset["eval_every"]),
                            out=str(out / "runs"), name=f"transformer-{label}")
-        result = train(config, callbacks=(probes,), progress=progress)
+        result = train(config, callbacks=(probes,), progress=progress, overwrite=True)
         curve = validation_curve(result.history, ("in_context_accuracy", "global_loss", *PROBES,
                                                   "layer1_previous_token", "layer2_induction"))
         curve["freeze_wo2_until"], curve["random_triggers"] = freeze, random_triggers
@@ -129,7 +129,7 @@ def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
     compared = {}
     for name in COMPARED:
         lr = model_lr(preset, name, preset["compare_lr"])
-        curves = [validation_curve(train(compare_config(preset, name, lr, out, seed), progress=progress).history,
+        curves = [validation_curve(train(compare_config(preset, name, lr, out, seed), progress=progress, overwrite=True).history,
                                    ("in_context_accuracy", "global_loss")) for seed in preset.get("seeds", [0])]
         curve = mean_curve(curves, ("in_context_accuracy", "global_loss"))
         curve["lr"], curve["seeds"] = lr, preset.get("seeds", [0])

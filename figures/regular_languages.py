@@ -83,7 +83,7 @@ def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
         steps = steps_for(preset, n)
         lr = model_lr(preset, name, preset["lr"])
         start = time.perf_counter()
-        result = train(run_config(preset, name, n, lr, out, seed), progress=progress)
+        result = train(run_config(preset, name, n, lr, out, seed), progress=progress, overwrite=True)
         every_test_sequence = math.ceil(preset["eval_automata"] / preset["batch_size"])
         test = evaluate(result.model, result.task, TrainConfig(batch_size=preset["batch_size"],
                         eval_batches=every_test_sequence), next(result.model.parameters()).device, split="test")

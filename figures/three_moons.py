@@ -91,7 +91,7 @@ def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
     for units in UNITS:
         for seed in preset["seeds"]:
             lr = model_lr(preset, model_name(units), LR)
-            result = train(run_config(preset, units, seed, out, lr), progress=progress)
+            result = train(run_config(preset, units, seed, out, lr), progress=progress, overwrite=True)
             analysis = analyse(result.model, result.task, preset, units, keep_attention=seed == preset["seeds"][0])
             runs.append({"seed": seed, "lr": lr, "val_loss": result.final_metrics["loss"], **analysis})
             print(f"  {units} unit(s), seed {seed}: disentanglement {analysis['score']:.3f}, "

@@ -75,7 +75,7 @@ def tune(family: str, preset_name: str, out: Path, progress: bool | None = None,
         validation = {}
         for lr in grid:
             config = replace(run_for(lr), out=str(Path(out) / family), name=f"{model}-lr{lr:g}")
-            validation[f"{lr:g}"] = train(config, progress=progress).final_metrics[metric]
+            validation[f"{lr:g}"] = train(config, progress=progress, overwrite=True).final_metrics[metric]
             print(f"  {family} {model} lr {lr:g}: validation {metric} {validation[f'{lr:g}']:.4f}")
         best = (max if higher else min)(grid, key=lambda lr: validation[f"{lr:g}"])
         models[model] = {"lr": best, "validation": validation}

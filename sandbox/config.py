@@ -5,19 +5,26 @@
 `task=NAME` and `model=NAME` pick a registered task or model config (each validates itself);
 `task.FIELD=VALUE`, `model.FIELD=VALUE`, `train.FIELD=VALUE` and top-level `seed=`, `name=` set fields.
 Values are parsed by the field's annotated type. Unknown keys and out-of-range values are errors that
-name the dotted key. A run saves its resolved config as JSON; `RunConfig.from_dict` reads it back.
+name the dotted key. A run saves its resolved config as JSON; `RunConfig.load` reads it back, and a
+missing, unreadable or wrongly shaped file is an error naming the file and the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.validation import check_choice, check_fraction, check_int, check_positive
+
+MAX_SEED = 2**63 - 1  # seeds reach torch generators, which take 64-bit signed integers
+_RUN_NAME = re.compile(r"[\w][\w.+=,@-]*")  # one directory name: no separator, no leading dot
 
 
 @dataclass
@@ -39,6 +46,7 @@ class TrainConfig:
     eval_every: int = 100  # 0 = only at the end
     eval_batches: int = 4
     checkpoint_every: int = 0  # 0 = only at the end
+    keep_checkpoints: int = 3  # the newest checkpoints kept; resume falls back to an older one if damaged
     amp: bool = False  # bfloat16 autocast, CUDA only
     compile: bool = False
     deterministic: bool = False
@@ -49,8 +57,8 @@ class TrainConfig:
         check_int(self.batch_size, "batch_size", low=1)
         check_choice(self.optimizer, "optimizer", {"adamw", "sgd"})
         check_positive(self.lr, "lr")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers, got {self.betas}")
         for b in self.betas:
@@ -59,14 +67,21 @@ class TrainConfig:
         check_choice(self.schedule, "schedule", {"cosine", "linear", "constant"})
         check_int(self.warmup_steps, "warmup_steps", low=0, high=self.steps)
         check_fraction(self.final_lr_fraction, "final_lr_fraction")
-        if not self.grad_clip >= 0:
-            raise ValueError(f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        if not 0 <= self.grad_clip < math.inf:
+            raise ValueError(f"grad_clip must be a finite number >= 0 (0 = off), got {self.grad_clip}")
         check_int(self.log_every, "log_every", low=1)
         check_int(self.eval_every, "eval_every", low=0)
         check_int(self.eval_batches, "eval_batches", low=1)
         check_int(self.checkpoint_every, "checkpoint_every", low=0)
+        check_int(self.keep_checkpoints, "keep_checkpoints", low=1)
         if not isinstance(self.device, str) or not self.device:
             raise TypeError(f"device must be a device name such as 'auto', 'cpu' or 'cuda:0', got {self.device!r}")
+
+
+# What `--resume RUN train.KEY=...` may change: how the remaining steps are scheduled, logged and
+# checkpointed, never what is trained (task, model, seed, batch, optimiser).
+SCHEDULE_KEYS = ("steps", "lr", "schedule", "warmup_steps", "final_lr_fraction", "grad_clip", "log_every",
+                 "eval_every", "checkpoint_every", "keep_checkpoints")
 
 
 @dataclass
@@ -78,10 +93,15 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     out: str = "runs"
-    name: str = ""  # run directory name under `out`; empty = task-model-seed
+    name: str = ""  # run directory name under `out`; empty = task-model-seed-<digest of the config>
 
     def __post_init__(self):
-        check_int(self.seed, "seed", low=0)
+        check_int(self.seed, "seed", low=0, high=MAX_SEED)
+        if not isinstance(self.out, str) or not self.out:
+            raise TypeError(f"out must be a directory path, got {self.out!r}")
+        if not isinstance(self.name, str) or (self.name and not _RUN_NAME.fullmatch(self.name)):
+            raise ValueError(f"name must be one directory name inside out (letters, digits and . _ - + = , @; "
+                             f"no path separator, not starting with a dot), got {self.name!r}")
         if self.task is None:
             self.task = _lookup("task", "three_moons")()
         if self.model is None:
@@ -89,7 +109,13 @@ class RunConfig:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.out) / (self.name or f"{self.task.name}-{self.model.name}-seed{self.seed}")
+        """`out/name`; the default name ends in a digest of the config, so different configs never share it."""
+        return Path(self.out) / (self.name or f"{self.task.name}-{self.model.name}-seed{self.seed}-{self.digest()}")
+
+    def digest(self) -> str:
+        """8 hex digits identifying what is run (everything but `out` and `name`)."""
+        what = {k: v for k, v in self.to_dict().items() if k not in ("out", "name")}
+        return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
     def to_dict(self) -> dict:
         return {
@@ -101,6 +127,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunConfig":
+        _check_shape(data)
         data = dict(data)
         overrides = []
         for group in ("task", "model"):
@@ -121,7 +148,52 @@ class RunConfig:
 
     @classmethod
     def load(cls, path) -> "RunConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a saved config.json; any problem is a ValueError/TypeError naming the file."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ValueError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise ValueError(f"{path} is a directory; give the config.json inside it") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not a text (JSON) file") from None
+        except OSError as err:
+            raise ValueError(f"{path}: cannot read it ({err.strerror})") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: JSON nested too deeply to be a config") from None
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"{path}: {err}") from None
+
+
+def _check_shape(data) -> None:
+    """A saved config is an object of sections; each leaf a JSON scalar or a list of scalars."""
+    if not isinstance(data, dict):
+        raise TypeError(f"a config must be a JSON object with task, model, train, seed, out and name, "
+                        f"got {type(data).__name__}")
+
+    def check_leaf(key: str, value) -> None:
+        scalar = (str, int, float, bool, type(None))
+        if isinstance(value, list) and all(isinstance(v, scalar) for v in value):
+            return
+        if not isinstance(value, scalar):
+            raise TypeError(f"{key} must be a number, a string, true/false, null or a list of those, "
+                            f"got {type(value).__name__}")
+
+    for key, value in data.items():
+        if key in ("task", "model", "train"):
+            if not isinstance(value, dict):
+                raise TypeError(f"{key} must be an object of {key}.FIELD values, got {type(value).__name__}")
+            for name, leaf in value.items():
+                check_leaf(f"{key}.{name}", leaf)
+        else:
+            check_leaf(str(key), value)
 
 
 def _lookup(group: str, name: str) -> type:

@@ -4,8 +4,8 @@
 
 Batches come from `task.batch("train", step, ...)`, a pure function of the step, so a checkpoint
 (model, optimiser, schedule, step, RNG state) is all that resuming needs: on CPU a resumed run is
-bit-for-bit the uninterrupted one. The run directory holds `config.json` (the resolved config),
-`metrics.jsonl` (a line per log or evaluation) and `checkpoint.pt` (written atomically).
+bit-for-bit the uninterrupted one. The run directory (laid out in `sandbox/checkpoints.py`) is locked
+while a run works in it, and a new run never replaces an old one unless told to (`overwrite=True`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,11 +22,16 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from sandbox.config import RunConfig, TrainConfig
+from sandbox import checkpoints
+from sandbox.config import SCHEDULE_KEYS, RunConfig, TrainConfig
 from sandbox.device import resolve_device, set_deterministic
-from sandbox.io import atomic_write
+from sandbox.io import DirectoryLock
 
 Callback = Callable[[torch.nn.Module, object, int], dict]
+
+
+class DivergedError(FloatingPointError):
+    """The training loss or the weights became NaN or infinite."""
 
 
 @dataclass
@@ -33,8 +39,9 @@ class RunResult:
     run_dir: Path
     model: torch.nn.Module
     task: object
-    final_metrics: dict
-    history: list[dict] = field(default_factory=list)
+    final_metrics: dict  # the last validation line ({} if there was none)
+    history: list[dict] = field(default_factory=list)  # every metrics line of the run, resumed ones too
+    steps_trained: int = 0  # by this call (0: a resumed run that had already finished)
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
@@ -81,51 +88,117 @@ def evaluate(model, task, config: TrainConfig, device, split: str = "val") -> di
     return totals
 
 
-def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int) -> None:
+def _save_checkpoint(run_dir: Path, model, optimizer, scheduler, step: int, keep: int) -> None:
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise DivergedError(f"the weights became NaN or infinite at step {step}")
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "step": step, "rng": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    checkpoints.save_checkpoint(run_dir, state, keep)
 
 
-def train(config: RunConfig, *, resume: bool = False, callbacks: tuple[Callback, ...] = (),
+def _open_run_dir(run_dir: Path, out: str) -> DirectoryLock:
+    """Create `run_dir` and lock it; a path that cannot be a directory is an error naming `out`."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return DirectoryLock(run_dir).__enter__()
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"out={out}: cannot make the run directory {run_dir}: a file is in the way") from None
+    except PermissionError as err:
+        raise ValueError(f"out={out}: cannot write the run directory {run_dir} (permission denied: "
+                         f"{err.filename})") from None
+
+
+def _check_resumable(run_dir: Path, config: RunConfig) -> list[str]:
+    """The schedule keys `config` changes from the run's saved config; other changes are errors."""
+    saved = RunConfig.load(run_dir / checkpoints.CONFIG).to_dict()
+    given = config.to_dict()
+    changed = []
+    for group in ("task", "model", "train"):
+        for key in sorted(set(saved[group]) | set(given[group])):
+            if saved[group].get(key) != given[group].get(key):
+                changed.append(f"{group}.{key}")
+    changed += [key for key in ("seed",) if saved[key] != given[key]]
+    fixed = [key for key in changed if key.removeprefix("train.") not in SCHEDULE_KEYS]
+    if fixed:
+        raise ValueError(f"cannot resume {run_dir} with {', '.join(fixed)} changed: a resumed run may change only "
+                         f"train.{{{','.join(SCHEDULE_KEYS)}}}; start a new run for the rest "
+                         f"(--config {run_dir / checkpoints.CONFIG} KEY=VALUE)")
+    return [f"{key}: {_dotted(saved, key)} -> {_dotted(given, key)}" for key in changed]
+
+
+def _dotted(data: dict, key: str):
+    group, _, name = key.partition(".")
+    return data[group][name]
+
+
+def _start(run_dir: Path, config: RunConfig, resume: bool, overwrite: bool) -> tuple[dict | None, list[str]]:
+    """Under the lock: check the directory, then (resume) the newest intact checkpoint and what changed."""
+    if not resume:
+        held = sorted(p.name for p in run_dir.iterdir() if p.name != DirectoryLock.NAME)
+        if held and not overwrite:
+            raise ValueError(f"{run_dir} already holds a run ({', '.join(held)}); continue it with --resume "
+                             f"{run_dir}, choose another name=, or replace it with --overwrite")
+        checkpoints.remove_run_files(run_dir)
+        return None, []
+    if not (run_dir / checkpoints.CONFIG).exists():
+        raise ValueError(f"cannot resume {run_dir}: it holds no run (no {checkpoints.CONFIG})")
+    changes = _check_resumable(run_dir, config)
+    checkpoints.remove_temporaries(run_dir)
+    return checkpoints.load_newest_intact(run_dir, map_location="cpu"), changes
+
+
+def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False, callbacks: tuple[Callback, ...] = (),
           progress: bool | None = None, stop_after: int | None = None) -> RunResult:
     """Train `config.model` on `config.task`; return the run directory, model and final metrics.
 
-    resume=True continues from `run_dir/checkpoint.pt`. callbacks are called at each evaluation with
-    (model, task, step) and return dicts merged into that evaluation's metrics line.
-    progress: show a tqdm bar (default: only when stderr is a terminal).
+    A new run needs an empty (or absent) run directory; overwrite=True deletes the run files there
+    first. resume=True continues from the newest intact checkpoint in the run directory; `config` may
+    then differ from the saved one only in the schedule keys (`sandbox.config.SCHEDULE_KEYS`).
+    callbacks are called at each evaluation with (model, task, step) and return dicts merged into that
+    evaluation's metrics line. progress: show a tqdm bar (default: only when stderr is a terminal).
     stop_after: checkpoint and return after this many steps, as an interruption would (resume later).
+    A non-finite loss or weight raises `DivergedError`, naming the step and the checkpoint to resume.
     """
+    run_dir = config.run_dir
+    lock = _open_run_dir(run_dir, config.out)
+    try:
+        return _train(config, run_dir, *_start(run_dir, config, resume, overwrite), callbacks, progress, stop_after)
+    finally:
+        lock.release()
+
+
+def _train(config: RunConfig, run_dir: Path, state: dict | None, changes: list[str], callbacks, progress,
+           stop_after) -> RunResult:
     tc = config.train
     device = resolve_device(tc.device)
     set_deterministic(tc.deterministic)
     task, model = build(config, device)
     optimizer = make_optimizer(model, tc)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tc))
-    run_dir = config.run_dir
-    checkpoint, metrics_path = run_dir / "checkpoint.pt", run_dir / "metrics.jsonl"
-    start = 0
-    if resume:
-        if not checkpoint.exists():
-            raise ValueError(f"cannot resume: no checkpoint at {checkpoint}")
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+    metrics_path = run_dir / checkpoints.METRICS
+    start, history = 0, []
+    if state is not None:
+        start = state["step"]
+        if start > tc.steps:
+            raise ValueError(f"train.steps={tc.steps} is below the step of the checkpoint to resume ({start})")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
+        if changes:  # the new schedule from here on (unchanged keys give back the saved rates exactly)
+            scheduler.base_lrs = [tc.lr for _ in optimizer.param_groups]
+            for group in optimizer.param_groups:
+                group["initial_lr"], group["lr"] = tc.lr, tc.lr * lr_factor(start, tc)
+            scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+            warnings.warn(f"{run_dir}: resuming at step {start} with {'; '.join(changes)}", stacklevel=3)
+        torch.set_rng_state(state["rng"].cpu())
         if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        start = state["step"]
-        _truncate_metrics(metrics_path, start)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        metrics_path.unlink(missing_ok=True)
-    config.save(run_dir / "config.json")
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+        history = checkpoints.read_metrics(metrics_path, up_to_step=start)
+    config.save(run_dir / checkpoints.CONFIG)
     forward = torch.compile(model) if tc.compile else model
     autocast = tc.amp and device.type == "cuda"
-    history: list[dict] = []
 
     def record(line: dict) -> None:
         history.append(line)
@@ -137,14 +210,17 @@ def train(config: RunConfig, *, resume: bool = False, callbacks: tuple[Callback,
                dynamic_ncols=True)
     model.train()
     tick, tokens = time.perf_counter(), 0
-    final: dict = {}
+    if changes:
+        record({"step": start, "split": "resume", "changed": changes})
+    final = next((line for line in reversed(history) if line.get("split") == "val"), {})
+    done = start
     for step in bar:
         batch = task.batch("train", step, tc.batch_size, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             loss = task.loss(forward(batch.inputs), batch)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"the training loss became {loss.item()} at step {step}; "
-                                     "lower train.lr or set train.grad_clip")
+            bar.close()
+            raise DivergedError(_diverged(run_dir, tc, f"the training loss became {loss.item()} at step {step}"))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_clip > 0:
@@ -165,15 +241,23 @@ def train(config: RunConfig, *, resume: bool = False, callbacks: tuple[Callback,
                 final.update(callback(model, task, done))
             record(final)
         if (tc.checkpoint_every and done % tc.checkpoint_every == 0) or done in (tc.steps, stop_after):
-            _save_checkpoint(checkpoint, model, optimizer, scheduler, done)
+            try:
+                _save_checkpoint(run_dir, model, optimizer, scheduler, done, tc.keep_checkpoints)
+            except DivergedError as err:
+                bar.close()
+                raise DivergedError(_diverged(run_dir, tc, str(err))) from None
         if done == stop_after:
             break
     bar.close()
-    return RunResult(run_dir, model, task, final, history)
+    return RunResult(run_dir, model, task, final, history, steps_trained=done - start)
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines written after the checkpoint's step (they will be written again)."""
-    if path.exists():
-        lines = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-        atomic_write(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in lines)))
+def _diverged(run_dir: Path, tc: TrainConfig, what: str) -> str:
+    """The divergence message: the step, the newest (finite) checkpoint and the command to go on from it."""
+    kept = checkpoints.list_checkpoints(run_dir)
+    lower = f"train.lr={tc.lr / 10:.3g}"
+    if kept:
+        return (f"training diverged: {what}. The newest checkpoint (step {kept[0][0]}) is kept; resume it with a "
+                f"lower learning rate: sandbox train --resume {run_dir} {lower}")
+    return (f"training diverged: {what}, before any checkpoint was written (train.checkpoint_every="
+            f"{tc.checkpoint_every}). Start again with a lower learning rate: --overwrite {lower}")

@@ -2,10 +2,13 @@
 
 import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
 
+from sandbox.checkpoints import list_checkpoints
 from sandbox.config import TrainConfig, parse_overrides
 from sandbox.train import lr_factor, train
 
@@ -41,7 +44,9 @@ def test_same_seed_same_metrics_different_seed_different(tmp_path):
 
 def test_run_directory_contents(tmp_path):
     result = run(tmp_path, "name=x")
-    assert sorted(p.name for p in result.run_dir.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl"]
+    assert sorted(p.name for p in result.run_dir.iterdir()) == ["checkpoints", "config.json", "metrics.jsonl"]
+    (checkpoint,) = (result.run_dir / "checkpoints").iterdir()
+    assert checkpoint.name.startswith("step-00000010.") and torch.load(checkpoint, weights_only=True)["step"] == 10
     lines = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if x["split"] == "train"] == [2, 4, 6, 8, 10]
     assert [x["step"] for x in lines if x["split"] == "val"] == [5, 10]
@@ -61,20 +66,20 @@ def test_callbacks_add_metrics(tmp_path):
 
 
 def test_failed_checkpoint_write_leaves_no_partial_file(tmp_path, monkeypatch):
-    def broken_save(obj, path, *args, **kwargs):
+    def broken_write(path, data):
         with open(path, "wb") as f:
-            f.write(b"partial")
+            f.write(data[: len(data) // 2])
         raise OSError("disk full")
 
-    monkeypatch.setattr(torch, "save", broken_save)
+    monkeypatch.setattr(Path, "write_bytes", broken_write)
     with pytest.raises(OSError, match="disk full"):
         run(tmp_path, "name=x")
-    assert not (tmp_path / "x" / "checkpoint.pt").exists()
-    assert not [p for p in (tmp_path / "x").iterdir() if p.name.startswith(".")]
+    assert list((tmp_path / "x" / "checkpoints").iterdir()) == []
+    assert not [p for p in (tmp_path / "x").iterdir() if p.name.startswith(".")]  # nor the lock
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path):
-    with pytest.raises(ValueError, match="no checkpoint"):
+    with pytest.raises(ValueError, match="cannot resume .*: it holds no run"):
         run(tmp_path, resume=True)
 
 
@@ -125,3 +130,112 @@ def test_gradient_clipping_bounds_the_update(tmp_path):
     with torch.no_grad():
         delta = torch.sqrt(sum((a - b).pow(2).sum() for a, b in zip(after.parameters(), before.parameters())))
     assert 0 < float(delta) <= 0.01 + 1e-6
+
+
+def test_a_new_run_never_overwrites_an_old_one(tmp_path):
+    first = run(tmp_path, "name=x")
+    before = {p.name: p.read_bytes() for p in first.run_dir.iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match=r"already holds a run \(checkpoints, config.json, metrics.jsonl\); "
+                                         r"continue it with --resume .*--overwrite"):
+        run(tmp_path, "name=x", "seed=1")
+    assert {p.name: p.read_bytes() for p in first.run_dir.iterdir() if p.is_file()} == before
+    again = run(tmp_path, "name=x", "seed=1", overwrite=True)  # explicitly asked: replaced, nothing stale
+    lines = [json.loads(x) for x in (again.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 7 and json.loads((again.run_dir / "config.json").read_text())["seed"] == 1
+    assert len(list((again.run_dir / "checkpoints").iterdir())) == 1
+
+
+def test_default_names_differ_for_different_configs(tmp_path):
+    a = parse_overrides([*TINY, f"out={tmp_path}"])
+    b = parse_overrides([*TINY, f"out={tmp_path}", "train.steps=2"])
+    assert a.run_dir != b.run_dir and a.run_dir.name.startswith("three_moons-mosaic-seed0-")
+    assert a.run_dir == parse_overrides([*TINY, f"out={tmp_path}", "name="]).run_dir  # same config, same name
+    assert a.run_dir.name == parse_overrides([*TINY, "out=elsewhere"]).run_dir.name  # `out` is not the config
+
+
+def test_a_second_process_is_refused_while_the_first_trains(tmp_path):
+    config = parse_overrides([*TINY, f"out={tmp_path}", "name=x"])
+
+    def meanwhile(model, task, step):  # called inside the first run, lock held
+        with pytest.raises(BlockingIOError, match=rf"{tmp_path / 'x'} is in use by process {os.getpid()} on "):
+            train(config, resume=True, progress=False)
+        return {}
+
+    train(config, callbacks=(meanwhile,), progress=False)
+    assert not (tmp_path / "x" / ".lock").exists()
+
+
+def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path):
+    whole = run(tmp_path / "a", "name=r", "train.checkpoint_every=2")
+    run(tmp_path / "b", "name=r", "train.checkpoint_every=2", stop_after=8)
+    folder = tmp_path / "b" / "r" / "checkpoints"
+    assert [p.name[:13] for p in sorted(folder.iterdir())] == ["step-00000004", "step-00000006", "step-00000008"]
+    newest, middle, _ = sorted(folder.iterdir(), reverse=True)
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated
+    middle.write_bytes(b"")  # empty
+    with pytest.warns(UserWarning, match=r"skipped damaged checkpoint\(s\) step-00000008.*digest.*; step-00000006"
+                                         r".*resuming from step-00000004"):
+        resumed = run(tmp_path / "b", "name=r", "train.checkpoint_every=2", resume=True)
+    for key, value in weights(whole.model).items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert sorted(p.name.endswith(".damaged") for p in folder.iterdir()).count(True) == 2
+
+
+def test_every_checkpoint_damaged_is_a_one_line_error(tmp_path):
+    run(tmp_path, "name=r", stop_after=4)
+    (checkpoint,) = (tmp_path / "r" / "checkpoints").iterdir()
+    checkpoint.write_bytes(b"garbage" * 100)
+    with pytest.raises(ValueError, match=r"cannot resume .*: every checkpoint is damaged \(step-00000004.*\); "
+                                         "start the run again with --overwrite"):
+        run(tmp_path, "name=r", resume=True)
+
+
+def test_a_torn_last_metrics_line_is_dropped_with_a_warning(tmp_path):
+    whole = run(tmp_path / "a", "name=r")
+    run(tmp_path / "b", "name=r", stop_after=6)
+    metrics = tmp_path / "b" / "r" / "metrics.jsonl"
+    n = len(metrics.read_text().splitlines())
+    with open(metrics, "a") as f:
+        f.write('{"step": 8, "split": "tr')  # a write cut short
+    with pytest.warns(UserWarning, match=rf"metrics.jsonl, line {n + 1}: torn"):
+        resumed = run(tmp_path / "b", "name=r", resume=True)
+    assert resumed.final_metrics == {k: v for k, v in whole.final_metrics.items()}
+    bad = tmp_path / "b" / "r" / "metrics.jsonl"
+    bad.write_text("{}\nnot json\n" + bad.read_text())
+    with pytest.raises(ValueError, match=r"metrics.jsonl, line 1: not a metrics line"):
+        run(tmp_path / "b", "name=r", resume=True)
+
+
+def test_resuming_a_finished_run_trains_nothing_and_returns_its_metrics(tmp_path):
+    whole = run(tmp_path, "name=r")
+    again = run(tmp_path, "name=r", resume=True)
+    assert again.steps_trained == 0 and again.final_metrics == whole.final_metrics
+    with pytest.warns(UserWarning, match="train.steps: 10 -> 12"):  # a schedule key: allowed
+        longer = run(tmp_path, "name=r", "train.steps=12", resume=True)
+    assert longer.steps_trained == 2 and longer.final_metrics["step"] == 12
+
+
+def test_resume_may_change_the_schedule_and_nothing_else(tmp_path):
+    run(tmp_path, "name=r", stop_after=4)
+    with pytest.raises(ValueError, match=r"with model.d, seed changed: a resumed run may change only train.\{steps,lr,"):
+        run(tmp_path, "name=r", "model.d=16", "seed=2", resume=True)
+    with pytest.warns(UserWarning, match=r"resuming at step 4 with train.lr: 0.003 -> 0.0003"):
+        run(tmp_path, "name=r", "train.lr=3e-4", resume=True)
+    lines = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert {"step": 4, "split": "resume", "changed": ["train.lr: 0.003 -> 0.0003"]} in lines
+    after = [x["lr"] for x in lines if x["split"] == "train" and x["step"] > 4]
+    assert after == pytest.approx([3e-4 * lr_factor(s, parse_overrides(TINY).train) for s in (6, 8, 10)], rel=1e-12)
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["train"]["lr"] == 3e-4
+
+
+def test_divergence_names_the_step_and_keeps_the_last_finite_checkpoint(tmp_path):
+    with pytest.raises(FloatingPointError, match=r"training diverged: the training loss became (nan|inf) at step \d+. "
+                                                 r"The newest checkpoint \(step \d+\) is kept; resume it with a lower "
+                                                 r"learning rate: sandbox train --resume .* train.lr=1e\+0?29"):
+        run(tmp_path, "name=r", "train.lr=1e30", "train.grad_clip=0", "train.checkpoint_every=1",
+            "train.warmup_steps=0", "model.dropout=0.0")
+    for _, path in list_checkpoints(tmp_path / "r"):
+        state = torch.load(path, weights_only=True)
+        assert all(torch.isfinite(v).all() for v in state["model"].values())
+    with pytest.raises(FloatingPointError, match="before any checkpoint was written .* --overwrite train.lr="):
+        run(tmp_path, "name=s", "train.lr=1e30", "train.grad_clip=0", "train.warmup_steps=0")

@@ -33,6 +33,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seeds", help="seeds to run and show the spread over: 0,1,2 or 0-4 (default: the preset's)")
 
 
+def _plot_saved(module, out: Path) -> list[Path]:
+    """Redraw from the results in `out`; missing or damaged results are an error naming the directory."""
+    if not out.is_dir():
+        raise ValueError(f"--plot-only needs saved results in {out}; run without --plot-only first")
+    try:
+        return module.plot(out)
+    except (OSError, ValueError, TypeError, KeyError, IndexError) as err:
+        what = f"{type(err).__name__}: {err}" if isinstance(err, (KeyError, IndexError)) else err
+        raise ValueError(f"--plot-only: the results in {out} are missing or damaged ({what}); "
+                         "run without --plot-only to compute them again") from err
+
+
 def run(args) -> int:
     families = _families()
     from sandbox.commands.sweep import parse_seeds
@@ -58,8 +70,9 @@ def run(args) -> int:
             print(f"[{name}] computing with the {args.preset!r} preset -> {out}")
             module.compute(preset, out, progress=False if args.no_progress else None)
             write_json(out / "timing.json", {"preset": args.preset, "wall_seconds": time.perf_counter() - start})
-        elif not out.exists():
-            raise ValueError(f"--plot-only needs saved results in {out}; run without --plot-only first")
-        for path in module.plot(out):
+            paths = module.plot(out)
+        else:
+            paths = _plot_saved(module, out)
+        for path in paths:
             print(f"[{name}] wrote {path}")
     return 0
