@@ -6,8 +6,8 @@
 
 A checkpoint's name carries the first 16 hex digits of the SHA-256 of its bytes, so loading verifies it
 (`torch.load` still reads the file as it is). Resuming takes the newest intact checkpoint, warning about
-each damaged one it passes over (renamed `*.damaged`, kept for inspection), and drops the metric lines
-written after it; a torn last metrics line (a write cut short) is dropped with a warning naming the file
+each damaged one it passes over (renamed `*.damaged`, kept for inspection), or starts again from step 0
+if there is none, and drops the metric lines written after that step; a torn last metrics line (a write cut short) is dropped with a warning naming the file
 and the line.
 """
 
@@ -52,6 +52,13 @@ def save_checkpoint(run_dir, state: dict, keep: int) -> Path:
     return path
 
 
+def set_aside(run_dir, from_step: int, why: str) -> None:
+    """Rename the checkpoints at `from_step` and later to `*.<why>`: resuming will not take them."""
+    for step, path in list_checkpoints(run_dir):
+        if step >= from_step:
+            path.rename(path.with_name(f"{path.name}.{why}"))
+
+
 def _damage(path: Path, step: int, map_location) -> tuple[str | None, dict | None]:
     """(None, state) for an intact checkpoint, else (what is wrong with it, None)."""
     try:
@@ -69,8 +76,9 @@ def _damage(path: Path, step: int, map_location) -> tuple[str | None, dict | Non
     return None, state
 
 
-def load_newest_intact(run_dir, map_location=None) -> dict:
-    """The state of the newest intact checkpoint; a ValueError if there is none."""
+def load_newest_intact(run_dir, map_location=None) -> dict | None:
+    """The state of the newest intact checkpoint; None (with a warning) if there is none: the run then
+    starts again from step 0, which its seed reproduces exactly."""
     run_dir = Path(run_dir)
     passed = []
     for step, path in list_checkpoints(run_dir):
@@ -81,11 +89,10 @@ def load_newest_intact(run_dir, map_location=None) -> dict:
                               f"resuming from {path.name} (step {step})", stacklevel=3)
             return state
         passed.append(f"{path.name} ({problem})")
-        path.rename(path.with_name(path.name + ".damaged"))
-    if passed:
-        raise ValueError(f"cannot resume {run_dir}: every checkpoint is damaged ({'; '.join(passed)}); "
-                         "start the run again with --overwrite")
-    raise ValueError(f"cannot resume {run_dir}: it holds no checkpoint (none was written yet)")
+        path.rename(path.with_name(f"{path.name}.damaged"))
+    what = f"every checkpoint is damaged ({'; '.join(passed)})" if passed else "it holds no checkpoint yet"
+    warnings.warn(f"{run_dir}: {what}; starting again from step 0", stacklevel=3)
+    return None
 
 
 def read_metrics(path, *, up_to_step: int | None = None) -> list[dict]:
@@ -127,7 +134,7 @@ def remove_run_files(run_dir) -> None:
     folder = run_dir / CHECKPOINTS
     if folder.is_dir():
         for path in folder.iterdir():
-            if _NAME.fullmatch(path.name) or path.name.endswith((".damaged", ".tmp")):
+            if _NAME.fullmatch(path.name) or path.name.endswith((".damaged", ".diverged", ".tmp")):
                 path.unlink()
         if not any(folder.iterdir()):
             folder.rmdir()

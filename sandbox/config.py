@@ -180,7 +180,7 @@ def _check_shape(data) -> None:
 
     def check_leaf(key: str, value) -> None:
         scalar = (str, int, float, bool, type(None))
-        if isinstance(value, list) and all(isinstance(v, scalar) for v in value):
+        if isinstance(value, (list, tuple)) and all(isinstance(v, scalar) for v in value):
             return
         if not isinstance(value, scalar):
             raise TypeError(f"{key} must be a number, a string, true/false, null or a list of those, "

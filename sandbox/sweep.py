@@ -117,7 +117,7 @@ def train_one(config: dict, threads: int) -> dict:
     from sandbox.train import train
 
     torch.set_num_threads(threads)
-    result = train(RunConfig.from_dict(config), progress=False)
+    result = train(RunConfig.from_dict(config), progress=False, overwrite=True)  # an unfinished run: again
     return {k: v for k, v in result.final_metrics.items() if k != "split"}
 
 

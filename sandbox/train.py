@@ -133,20 +133,20 @@ def _dotted(data: dict, key: str):
     return data[group][name]
 
 
-def _start(run_dir: Path, config: RunConfig, resume: bool, overwrite: bool) -> tuple[dict | None, list[str]]:
-    """Under the lock: check the directory, then (resume) the newest intact checkpoint and what changed."""
+def _start(run_dir: Path, config: RunConfig, resume: bool, overwrite: bool) -> tuple[bool, dict | None, list[str]]:
+    """Under the lock: check the directory; if resuming, the newest intact checkpoint and what changed."""
     if not resume:
         held = sorted(p.name for p in run_dir.iterdir() if p.name != DirectoryLock.NAME)
         if held and not overwrite:
             raise ValueError(f"{run_dir} already holds a run ({', '.join(held)}); continue it with --resume "
                              f"{run_dir}, choose another name=, or replace it with --overwrite")
         checkpoints.remove_run_files(run_dir)
-        return None, []
+        return False, None, []
     if not (run_dir / checkpoints.CONFIG).exists():
         raise ValueError(f"cannot resume {run_dir}: it holds no run (no {checkpoints.CONFIG})")
     changes = _check_resumable(run_dir, config)
     checkpoints.remove_temporaries(run_dir)
-    return checkpoints.load_newest_intact(run_dir, map_location="cpu"), changes
+    return True, checkpoints.load_newest_intact(run_dir, map_location="cpu"), changes
 
 
 def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False, callbacks: tuple[Callback, ...] = (),
@@ -154,8 +154,8 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False, c
     """Train `config.model` on `config.task`; return the run directory, model and final metrics.
 
     A new run needs an empty (or absent) run directory; overwrite=True deletes the run files there
-    first. resume=True continues from the newest intact checkpoint in the run directory; `config` may
-    then differ from the saved one only in the schedule keys (`sandbox.config.SCHEDULE_KEYS`).
+    first. resume=True continues from the newest intact checkpoint in the run directory (from step 0
+    if there is none, which the seed reproduces); `config` may then differ from the saved one only in the schedule keys (`sandbox.config.SCHEDULE_KEYS`).
     callbacks are called at each evaluation with (model, task, step) and return dicts merged into that
     evaluation's metrics line. progress: show a tqdm bar (default: only when stderr is a terminal).
     stop_after: checkpoint and return after this many steps, as an interruption would (resume later).
@@ -169,8 +169,8 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False, c
         lock.release()
 
 
-def _train(config: RunConfig, run_dir: Path, state: dict | None, changes: list[str], callbacks, progress,
-           stop_after) -> RunResult:
+def _train(config: RunConfig, run_dir: Path, resume: bool, state: dict | None, changes: list[str], callbacks,
+           progress, stop_after) -> RunResult:
     tc = config.train
     device = resolve_device(tc.device)
     set_deterministic(tc.deterministic)
@@ -195,6 +195,7 @@ def _train(config: RunConfig, run_dir: Path, state: dict | None, changes: list[s
         torch.set_rng_state(state["rng"].cpu())
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    if resume:
         history = checkpoints.read_metrics(metrics_path, up_to_step=start)
     config.save(run_dir / checkpoints.CONFIG)
     forward = torch.compile(model) if tc.compile else model
@@ -218,8 +219,9 @@ def _train(config: RunConfig, run_dir: Path, state: dict | None, changes: list[s
         batch = task.batch("train", step, tc.batch_size, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             loss = task.loss(forward(batch.inputs), batch)
-        if not torch.isfinite(loss):
+        if not torch.isfinite(loss):  # the weights of step `step` give it: a checkpoint of them is no use
             bar.close()
+            checkpoints.set_aside(run_dir, step, "diverged")
             raise DivergedError(_diverged(run_dir, tc, f"the training loss became {loss.item()} at step {step}"))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -255,9 +257,8 @@ def _train(config: RunConfig, run_dir: Path, state: dict | None, changes: list[s
 def _diverged(run_dir: Path, tc: TrainConfig, what: str) -> str:
     """The divergence message: the step, the newest (finite) checkpoint and the command to go on from it."""
     kept = checkpoints.list_checkpoints(run_dir)
-    lower = f"train.lr={tc.lr / 10:.3g}"
-    if kept:
-        return (f"training diverged: {what}. The newest checkpoint (step {kept[0][0]}) is kept; resume it with a "
-                f"lower learning rate: sandbox train --resume {run_dir} {lower}")
-    return (f"training diverged: {what}, before any checkpoint was written (train.checkpoint_every="
-            f"{tc.checkpoint_every}). Start again with a lower learning rate: --overwrite {lower}")
+    where = (f"the newest checkpoint before it (step {kept[0][0]}) is kept" if kept else
+             f"no checkpoint from before it (train.checkpoint_every={tc.checkpoint_every}): a resumed run starts "
+             "again from step 0")
+    return (f"training diverged: {what}; {where}. Resume with a lower learning rate: "
+            f"sandbox train --resume {run_dir} train.lr={tc.lr / 10:.3g}")

@@ -3,9 +3,11 @@
 HYPOTHESIS_PROFILE=slow draws more examples (the default `ci` profile keeps the suite fast).
 """
 
+import math
 import os
 
 import matplotlib
+import pytest
 from hypothesis import HealthCheck, settings
 
 matplotlib.use("Agg")
@@ -17,3 +19,30 @@ settings.register_profile(
     "slow", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def nan_loss_at(monkeypatch):
+    """`nan_loss_at(step)`: the next run's training loss becomes NaN at `step` (counted from its start),
+    as too large a learning rate would make it; `.undo()` on the returned monkeypatch restores it."""
+    import sandbox.train as engine
+
+    def poison(bad_step: int):
+        real_build = engine.build
+
+        def build(config, device):
+            task, model = real_build(config, device)
+            real_batch, real_loss, poisoned = task.batch, task.loss, [False]
+
+            def batch(split, index, *args, **kwargs):
+                poisoned[0] = split == "train" and index == bad_step
+                return real_batch(split, index, *args, **kwargs)
+
+            task.batch = batch
+            task.loss = lambda out, batch: real_loss(out, batch) * (math.nan if poisoned[0] else 1.0)
+            return task, model
+
+        monkeypatch.setattr(engine, "build", build)
+        return monkeypatch
+
+    return poison

@@ -1,5 +1,7 @@
 """Run configs: dotted overrides, validation naming the key, JSON round trip."""
 
+from pathlib import Path
+
 import pytest
 
 from sandbox.config import RunConfig, TrainConfig, parse_overrides
@@ -56,3 +58,57 @@ def test_train_config_defaults_are_valid_and_checked():
         TrainConfig(optimizer="lion")
     with pytest.raises(ValueError, match="momentum must be in"):
         TrainConfig(momentum=1.0)
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/absolute", "a/b", ".hidden", "..", ".", "a b", "x\ny"])
+def test_run_names_stay_inside_out(name):
+    with pytest.raises(ValueError, match="name must be one directory name inside out"):
+        RunConfig(name=name)
+
+
+def test_good_run_names_and_the_seed_range():
+    for name in ("x", "units3-seed0", "mosaic-N100", "gpt_1_layer", "lr=1e-3,b=2", "é"):
+        assert parse_overrides([f"name={name}", "out=o"]).run_dir == Path("o") / name
+    assert parse_overrides([f"seed={2**63 - 1}"]).seed == 2**63 - 1
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 9223372036854775807\], got 18446744073709551616"):
+        parse_overrides([f"seed={2**64}"])
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["train.weight_decay=inf"], "weight_decay must be a finite number >= 0"),
+    (["train.weight_decay=nan"], "weight_decay must be a finite number >= 0"),
+    (["train.grad_clip=inf"], "grad_clip must be a finite number >= 0"),
+    (["train.lr=nan"], "lr must be finite and > 0"),
+    (["train.keep_checkpoints=0"], r"keep_checkpoints must be in \[1, inf\]"),
+])
+def test_non_finite_numbers_are_refused(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        parse_overrides(overrides)
+
+
+@pytest.mark.parametrize("text, match", [
+    ('{"train": 3}', "train must be an object of train.FIELD values, got int"),
+    ('[1, 2]', "a config must be a JSON object"),
+    ('{"train": {"steps": {"a": 1}}}', "train.steps must be a number, a string, true/false, null or a list"),
+    ('{"seed": [[1]]}', "seed must be a number"),
+    ('{"train": {"steps": 2.5}}', "train.steps: expected an integer, got '2.5'"),
+    ('{"bogus": 1}', "unknown key 'bogus'"),
+    ('{"train": {"lr": 1e999}}', "lr must be finite and > 0, got inf"),
+    ('{"train": ', r"not valid JSON \(Expecting value at line 1, column 11\)"),
+    ("[" * 100000, "nested too deeply"),
+])
+def test_a_bad_config_file_is_an_error_naming_the_file(tmp_path, text, match):
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    with pytest.raises((ValueError, TypeError), match=rf"{path}: .*{match}|{path}: {match}"):
+        RunConfig.load(path)
+
+
+def test_unreadable_config_files(tmp_path):
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'missing.json'}: no such file"):
+        RunConfig.load(tmp_path / "missing.json")
+    with pytest.raises(ValueError, match="is a directory; give the config.json inside it"):
+        RunConfig.load(tmp_path)
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ValueError, match="is not a text"):
+        RunConfig.load(tmp_path / "binary.json")

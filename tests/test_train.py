@@ -3,6 +3,9 @@
 import json
 import math
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -181,13 +184,16 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path):
     assert sorted(p.name.endswith(".damaged") for p in folder.iterdir()).count(True) == 2
 
 
-def test_every_checkpoint_damaged_is_a_one_line_error(tmp_path):
-    run(tmp_path, "name=r", stop_after=4)
-    (checkpoint,) = (tmp_path / "r" / "checkpoints").iterdir()
+def test_with_no_intact_checkpoint_resume_starts_again_from_step_0(tmp_path):
+    whole = run(tmp_path / "a", "name=r")
+    run(tmp_path / "b", "name=r", stop_after=4)
+    (checkpoint,) = (tmp_path / "b" / "r" / "checkpoints").iterdir()
     checkpoint.write_bytes(b"garbage" * 100)
-    with pytest.raises(ValueError, match=r"cannot resume .*: every checkpoint is damaged \(step-00000004.*\); "
-                                         "start the run again with --overwrite"):
-        run(tmp_path, "name=r", resume=True)
+    with pytest.warns(UserWarning, match=r"every checkpoint is damaged \(step-00000004.*digest.*\); starting again "
+                                         "from step 0"):
+        resumed = run(tmp_path / "b", "name=r", resume=True)
+    for key, value in weights(whole.model).items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
 
 
 def test_a_torn_last_metrics_line_is_dropped_with_a_warning(tmp_path):
@@ -228,14 +234,90 @@ def test_resume_may_change_the_schedule_and_nothing_else(tmp_path):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["train"]["lr"] == 3e-4
 
 
-def test_divergence_names_the_step_and_keeps_the_last_finite_checkpoint(tmp_path):
-    with pytest.raises(FloatingPointError, match=r"training diverged: the training loss became (nan|inf) at step \d+. "
-                                                 r"The newest checkpoint \(step \d+\) is kept; resume it with a lower "
-                                                 r"learning rate: sandbox train --resume .* train.lr=1e\+0?29"):
-        run(tmp_path, "name=r", "train.lr=1e30", "train.grad_clip=0", "train.checkpoint_every=1",
-            "train.warmup_steps=0", "model.dropout=0.0")
-    for _, path in list_checkpoints(tmp_path / "r"):
-        state = torch.load(path, weights_only=True)
-        assert all(torch.isfinite(v).all() for v in state["model"].values())
-    with pytest.raises(FloatingPointError, match="before any checkpoint was written .* --overwrite train.lr="):
-        run(tmp_path, "name=s", "train.lr=1e30", "train.grad_clip=0", "train.warmup_steps=0")
+def test_divergence_names_the_step_and_keeps_the_last_finite_checkpoint(tmp_path, nan_loss_at):
+    whole = run(tmp_path / "a", "name=r", "train.checkpoint_every=2")
+    poisoned = nan_loss_at(6)
+    with pytest.raises(FloatingPointError, match=r"training diverged: the training loss became nan at step 6; the "
+                                                 r"newest checkpoint before it \(step 4\) is kept. Resume with a "
+                                                 r"lower learning rate: sandbox train --resume .*r train.lr=0.0003"):
+        run(tmp_path / "b", "name=r", "train.checkpoint_every=2")
+    poisoned.undo()
+    folder = tmp_path / "b" / "r" / "checkpoints"
+    assert sorted(p.name[:13] for p in folder.iterdir() if p.suffix == ".pt") == ["step-00000002", "step-00000004"]
+    assert [p.suffix for p in folder.iterdir() if p.suffix != ".pt"] == [".diverged"]  # step 6's weights
+    resumed = run(tmp_path / "b", "name=r", "train.checkpoint_every=2", resume=True)
+    for key, value in weights(whole.model).items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def test_a_real_divergence_without_a_checkpoint_before_it(tmp_path):
+    with pytest.raises(FloatingPointError, match=r"the training loss became (nan|inf) at step 1; no checkpoint from "
+                                                 r"before it \(train.checkpoint_every=1\): a resumed run starts again "
+                                                 r"from step 0. Resume with a lower learning rate: .* train.lr=1e\+29"):
+        run(tmp_path, "name=r", "train.lr=1e30", "train.checkpoint_every=1", "train.warmup_steps=0")
+    assert list_checkpoints(tmp_path / "r") == []  # the step-1 checkpoint gives a NaN loss: set aside
+
+
+# A real process killed with SIGKILL: mid-run (before the batch of step AT) or in the middle of writing its
+# AT-th checkpoint (half the bytes in the temporary file, not yet renamed).
+KILLED = """
+import os, signal, sys
+import sandbox.checkpoints as saving
+import sandbox.train as engine
+from sandbox.cli import main
+
+where, at = sys.argv[1], int(sys.argv[2])
+die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+if where == "step":
+    real_build = engine.build
+    def build(config, device):
+        task, model = real_build(config, device)
+        real_batch = task.batch
+        def batch(split, index, *args, **kwargs):
+            if split == "train" and index == at:
+                die()
+            return real_batch(split, index, *args, **kwargs)
+        task.batch = batch
+        return task, model
+    engine.build = build
+else:
+    real_write, count = saving.atomic_write, [0]
+    def atomic_write(path, write):
+        count[0] += 1
+        if count[0] != at:
+            return real_write(path, write)
+        def torn(tmp):
+            write(tmp)
+            tmp.write_bytes(tmp.read_bytes()[: tmp.stat().st_size // 2])
+            die()
+        return real_write(path, torn)
+    saving.atomic_write = atomic_write
+main(["train", *sys.argv[3:]])
+"""
+
+
+def metric_lines(run_dir):
+    return [{k: v for k, v in json.loads(x).items() if k != "tokens_per_second"}
+            for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def killed_then_resumed(tmp_path, where, at):
+    args = [*TINY, "train.checkpoint_every=2", f"out={tmp_path}", "name=r"]
+    done = subprocess.run([sys.executable, "-c", KILLED, where, str(at), *args], capture_output=True, text=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    run_dir = tmp_path / "r"
+    assert (run_dir / ".lock").exists() and json.loads((run_dir / ".lock").read_text())["pid"] != os.getpid()
+    with pytest.warns(UserWarning, match="taking over the stale lock"):
+        resumed = train(parse_overrides(args), resume=True, progress=False)
+    assert not list(run_dir.rglob(".*.tmp")) and not (run_dir / ".lock").exists()
+    return resumed
+
+
+@pytest.mark.parametrize("where, at", [("checkpoint", 3)] + [pytest.param(w, a, marks=pytest.mark.slow) for w, a in
+                                      [("step", 7), ("step", 1), ("checkpoint", 1), ("checkpoint", 5)]])
+def test_sigkill_then_resume_equals_the_uninterrupted_run(tmp_path, where, at):
+    whole = run(tmp_path / "whole", "train.checkpoint_every=2", "name=r")
+    resumed = killed_then_resumed(tmp_path / "killed", where, at)
+    for key, value in weights(whole.model).items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert metric_lines(tmp_path / "whole" / "r") == metric_lines(tmp_path / "killed" / "r")
