@@ -1,6 +1,8 @@
 """The `sandbox` entry point, the demo command, and one-line errors for every mistake a user can make."""
 
+import dataclasses
 import json
+import math
 import os
 import re
 import subprocess
@@ -8,8 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sandbox.cli import COMMANDS, main
+from sandbox.config import RunConfig
 
 
 def test_demo_writes_figure_and_numbers(tmp_path, capsys):
@@ -181,3 +186,136 @@ def test_real_processes_print_one_line(tmp_path):
                                 (["nope"], 2, "sandbox: error: argument COMMAND: invalid choice: 'nope'")]:
         done = subprocess.run([sys.executable, "-m", "sandbox", *argv], capture_output=True, text=True)
         assert done.returncode == status and done.stderr.count("\n") == 1 and match in done.stderr, done.stderr
+
+
+# ---- fuzz: random wrong input never gives a traceback, always one line and exit status 2 ----
+
+FIELDS = {group: {f.name for f in dataclasses.fields(obj)} for group, obj in
+          (("task", RunConfig().task), ("model", RunConfig().model), ("train", RunConfig().train))}
+VALID = ["task=three_moons", "model=mosaic", "model.d=8", "train.steps=3", "seed=1", "train.lr=0.01",
+         "task.length=24", "train.amp=false", "train.betas=0.9,0.99"]
+INT_KEYS = ["train.steps", "train.batch_size", "model.d", "seed", "train.log_every", "task.length"]
+FLOAT_KEYS = ["train.lr", "train.weight_decay", "train.momentum", "train.grad_clip"]
+BOOL_KEYS = ["train.amp", "train.compile", "train.deterministic"]
+text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
+word = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,9}", fullmatch=True)
+
+
+def fails(parse):
+    def check(value: str) -> bool:
+        try:
+            parse(value.strip())
+        except ValueError:
+            return True
+        return False
+    return check
+
+
+def as_bool(value: str) -> bool:
+    if value.lower() not in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+        raise ValueError(value)
+    return True
+
+
+number = st.floats(allow_nan=True, allow_infinity=True).map(repr)
+bad_overrides = st.one_of(
+    # unknown keys, top-level or in a group, and unknown groups
+    st.tuples(word.filter(lambda k: k not in {"seed", "out", "name", "task", "model"}), text).map("=".join),
+    st.tuples(st.sampled_from(sorted(FIELDS)), word, text).filter(lambda t: t[1] not in FIELDS[t[0]])
+    .map(lambda t: f"{t[0]}.{t[1]}={t[2]}"),
+    st.tuples(word.filter(lambda g: g not in FIELDS), word, text).map(lambda t: f"{t[0]}.{t[1]}={t[2]}"),
+    # wrong types
+    st.tuples(st.sampled_from(INT_KEYS), text.filter(fails(int))).map("=".join),
+    st.tuples(st.sampled_from(FLOAT_KEYS), text.filter(fails(float))).map("=".join),
+    st.tuples(st.sampled_from(BOOL_KEYS), text.filter(fails(as_bool))).map("=".join),
+    # out of range
+    st.integers(max_value=0).map("train.steps={}".format),
+    st.integers(max_value=0).map("model.d={}".format),
+    st.one_of(st.integers(max_value=-1), st.integers(min_value=2**63)).map("seed={}".format),
+    st.one_of(st.floats(max_value=0.0).map(repr), st.sampled_from(["nan", "inf", "-inf"])).map("train.lr={}".format),
+    st.one_of(st.floats(min_value=1.0), st.floats(max_value=-1e-9)).map(repr).map("train.momentum={}".format),
+    st.integers(min_value=10**4).map("train.warmup_steps={}".format),
+    st.integers(max_value=1).map("task.length={}".format),
+    st.sampled_from(["../up", "/abs", "a/b", ".hidden", "..", "with space"]).map("name={}".format),
+    # malformed: no '=' (and not an option)
+    text.filter(lambda t: "=" not in t and not t.startswith("-")),
+    st.tuples(st.sampled_from(["task", "model"]), word.filter(lambda n: n not in ("three_moons", "mosaic")))
+    .map("=".join),
+)
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bad=st.lists(bad_overrides, min_size=1, max_size=3), good=st.lists(st.sampled_from(VALID), max_size=4),
+       order=st.randoms(use_true_random=False), out_at=st.integers(0, 7))
+def test_fuzz_bad_overrides_are_one_line_and_exit_2(bad, good, order, out_at, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sandbox.train.train", lambda *a, **k: pytest.fail(f"a bad override trained: {bad}"))
+    keys = {item.partition("=")[0].strip() for item in bad}
+    items = bad + [item for item in good if item.partition("=")[0] not in keys]  # a later override would win
+    order.shuffle(items)
+    items[out_at % (len(items) + 1):out_at % (len(items) + 1)] = ["--out", str(tmp_path)]  # options anywhere
+    capsys.readouterr()
+    err = one_line_error(capsys, ["train", *items])
+    named = [item.partition("=")[0].strip().rpartition(".")[2] if "=" in item else item for item in bad]
+    assert any(n in err or repr(n)[1:-1] in err for n in named), (bad, err)  # names the key or the item
+    assert not any(tmp_path.iterdir())
+
+
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), text)
+json_value = st.recursive(json_leaf, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                             st.dictionaries(text, inner, max_size=3)), max_leaves=8)
+wrong_leaf = st.one_of(st.lists(json_value, min_size=1, max_size=2).filter(
+    lambda v: not all(isinstance(x, (str, int, float, bool, type(None))) for x in v)),
+    st.dictionaries(text, json_value, max_size=2))
+bad_config = st.one_of(
+    json_value.filter(lambda v: not isinstance(v, dict)),  # not an object at all
+    st.fixed_dictionaries({}, optional={"seed": st.just(1)}).flatmap(  # an unknown top-level key
+        lambda d: st.tuples(word.filter(lambda k: k not in {"task", "model", "train", "seed", "out", "name"}),
+                            json_leaf).map(lambda kv: {**d, kv[0]: kv[1]})),
+    st.tuples(st.sampled_from(["task", "model", "train"]), json_value.filter(lambda v: not isinstance(v, dict)))
+    .map(lambda kv: {kv[0]: kv[1]}),  # a section that is not an object
+    st.tuples(st.sampled_from(["train"]), st.sampled_from(["steps", "batch_size", "log_every"]),
+              st.one_of(wrong_leaf, text.filter(fails(int)), st.floats().filter(lambda x: x != int(x) if
+                                                                                  math.isfinite(x) else True),
+                        st.booleans(), st.integers(max_value=0)))
+    .map(lambda t: {t[0]: {t[1]: t[2]}}),  # a wrong leaf
+    st.tuples(st.sampled_from(sorted(FIELDS)), word, json_leaf).filter(lambda t: t[1] not in FIELDS[t[0]])
+    .map(lambda t: {t[0]: {t[1]: t[2]}}),  # an unknown field
+)
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(config=st.one_of(bad_config.map(json.dumps), st.binary(max_size=20).map(lambda b: b.decode("latin-1")),
+                        json_value.map(json.dumps).map(lambda s: s[:-1] if len(s) > 1 else "{")))
+def test_fuzz_bad_config_files_are_one_line_and_exit_2(config, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sandbox.train.train", lambda *a, **k: pytest.fail(f"a bad config trained: {config}"))
+    path = tmp_path / "config.json"
+    path.write_text(config, encoding="utf-8", errors="surrogatepass")
+    capsys.readouterr()
+    assert str(path) in one_line_error(capsys, ["train", "--config", str(path), f"out={tmp_path / 'runs'}"])
+
+
+SHORTER = {"three-moons": {"steps": 2, "contexts": [20]}, "regular-languages": {"steps": 2, "automata": [20]},
+           "induction-heads": {"steps": 2, "compare_steps": 2, "eval_every": 1, "freeze_until": 1}}
+
+
+@pytest.mark.parametrize("family", sorted(SHORTER))
+def test_figures_compute_again_into_the_same_directory(family, tmp_path):
+    # The figure scripts train into out/FAMILY/runs/NAME: computing again replaces those runs on purpose.
+    import importlib
+
+    from figures import FAMILIES
+
+    module = importlib.import_module(FAMILIES[family])
+    preset = {**module.PRESETS["tiny"], **SHORTER[family]}
+    first = module.compute(preset, tmp_path, progress=False)
+    assert any((tmp_path / "runs").iterdir())
+    again = module.compute(preset, tmp_path, progress=False)
+    assert without_wall_times(again) == without_wall_times(first)  # the same seeds: the same numbers
+
+
+def without_wall_times(results):
+    if isinstance(results, dict):
+        return {k: without_wall_times(v) for k, v in results.items() if "wall" not in k}
+    if isinstance(results, list):
+        return [without_wall_times(v) for v in results]
+    return results
