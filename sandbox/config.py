@@ -192,6 +192,8 @@ def _check_shape(data) -> None:
                 raise TypeError(f"{key} must be an object of {key}.FIELD values, got {type(value).__name__}")
             for name, leaf in value.items():
                 check_leaf(f"{key}.{name}", leaf)
+            if key != "train" and not isinstance(value.get("name", ""), str):
+                raise TypeError(f"{key}.name must be the name of a registered {key}, got {value['name']!r}")
         else:
             check_leaf(str(key), value)
 

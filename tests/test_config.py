@@ -93,6 +93,7 @@ def test_non_finite_numbers_are_refused(overrides, match):
     ('{"seed": [[1]]}', "seed must be a number"),
     ('{"train": {"steps": 2.5}}', "train.steps: expected an integer, got '2.5'"),
     ('{"bogus": 1}', "unknown key 'bogus'"),
+    ('{"model": {"name": [1]}}', r"model.name must be the name of a registered model, got \[1\]"),
     ('{"train": {"lr": 1e999}}', "lr must be finite and > 0, got inf"),
     ('{"train": ', r"not valid JSON \(Expecting value at line 1, column 11\)"),
     ("[" * 100000, "nested too deeply"),
