@@ -83,7 +83,7 @@ def run(name: str, preset: dict, lr: float, seed: int, out: Path, progress):
                                          eval_every=0, eval_batches=preset["eval_batches"],
                                          log_every=max(1, steps // 20)),
                        seed=seed, out=str(out / "runs"), name=f"{name.replace(' ', '_')}-lr{lr:g}-seed{seed}")
-    return train(config, progress=progress)
+    return train(config, progress=progress, overwrite=True)  # computing again replaces the run
 
 
 def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:

@@ -4,6 +4,7 @@ import math
 
 import torch
 
+from sandbox.checkpoints import list_checkpoints
 from sandbox.cli import main
 from sandbox.config import RunConfig
 from sandbox.train import build
@@ -17,9 +18,10 @@ def run_tiny(tmp_path_factory, family: str):
 
 
 def load_run(run_dir):
-    """(task, model) of a finished run, rebuilt on the CPU from its config.json and checkpoint.pt."""
+    """(task, model) of a finished run, rebuilt on the CPU from its config.json and newest checkpoint."""
     task, model = build(RunConfig.load(run_dir / "config.json"), torch.device("cpu"))
-    model.load_state_dict(torch.load(run_dir / "checkpoint.pt", map_location="cpu")["model"])
+    (_, newest), *_ = list_checkpoints(run_dir)
+    model.load_state_dict(torch.load(newest, map_location="cpu", weights_only=True)["model"])
     return task, model.eval()
 
 
