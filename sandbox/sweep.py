@@ -116,8 +116,12 @@ def train_one(config: dict, threads: int) -> dict:
 
     from sandbox.train import train
 
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    result = train(RunConfig.from_dict(config), progress=False, overwrite=True)  # an unfinished run: again
+    try:
+        result = train(RunConfig.from_dict(config), progress=False, overwrite=True)  # an unfinished run: again
+    finally:
+        torch.set_num_threads(before)  # run in this process (a serial sweep), it must not change the caller's
     return {k: v for k, v in result.final_metrics.items() if k != "split"}
 
 

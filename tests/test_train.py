@@ -264,7 +264,10 @@ KILLED = """
 import os, signal, sys
 import sandbox.checkpoints as saving
 import sandbox.train as engine
+import torch
 from sandbox.cli import main
+
+torch.set_num_threads(int(os.environ["SANDBOX_TEST_THREADS"]))  # the parent's, so the arithmetic is the same
 
 where, at = sys.argv[1], int(sys.argv[2])
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
@@ -303,7 +306,9 @@ def metric_lines(run_dir):
 
 def killed_then_resumed(tmp_path, where, at):
     args = [*TINY, "train.checkpoint_every=2", f"out={tmp_path}", "name=r"]
-    done = subprocess.run([sys.executable, "-c", KILLED, where, str(at), *args], capture_output=True, text=True)
+    env = dict(os.environ, SANDBOX_TEST_THREADS=str(torch.get_num_threads()))
+    done = subprocess.run([sys.executable, "-c", KILLED, where, str(at), *args], capture_output=True, text=True,
+                          env=env)
     assert done.returncode == -signal.SIGKILL, done.stderr
     run_dir = tmp_path / "r"
     assert (run_dir / ".lock").exists() and json.loads((run_dir / ".lock").read_text())["pid"] != os.getpid()

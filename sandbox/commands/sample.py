@@ -36,13 +36,18 @@ def load_run(run_dir):
     from sandbox.config import RunConfig
     from sandbox.train import build
 
+    from sandbox.checkpoints import list_checkpoints, load_newest_intact
+
     run_dir = Path(run_dir)
-    for name in ("config.json", "checkpoint.pt"):
-        if not (run_dir / name).is_file():
-            raise ValueError(f"RUN_DIR {str(run_dir)!r} has no {name}: give a directory written by `sandbox train`")
+    if not (run_dir / "config.json").is_file():
+        raise ValueError(f"RUN_DIR {str(run_dir)!r} has no config.json: give a directory written by `sandbox train`")
+    if not list_checkpoints(run_dir):
+        raise ValueError(f"RUN_DIR {str(run_dir)!r} has no checkpoint: give a directory written by `sandbox train`")
     config = RunConfig.load(run_dir / "config.json")
     task, model = build(config, torch.device("cpu"))
-    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+    state = load_newest_intact(run_dir, map_location="cpu")
+    if state is None:
+        raise ValueError(f"RUN_DIR {str(run_dir)!r}: every checkpoint is damaged")
     model.load_state_dict(state["model"])
     return task, model
 
