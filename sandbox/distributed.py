@@ -68,6 +68,13 @@ def setup(device_name: str) -> Context:
     return Context(rank=rank, world=world, local_rank=local_rank, device=device)
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """The torch seed of rank `rank` > 0 after initialisation (distinct dropout masks per rank)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
 def check_batch_size(batch_size: int, world: int) -> None:
     if batch_size % world:
         raise ValueError(f"train.batch_size={batch_size} must be a multiple of the number of ranks ({world}): "
@@ -142,6 +149,12 @@ def wrap(model: torch.nn.Module, context: Context) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def teardown(context: Context) -> None:
-    if context.active and dist.is_initialized():
+def teardown() -> None:
+    """Leave the process group, if this process joined one (at the end of a command)."""
+    if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def is_main_process() -> bool:
+    """False on the ranks > 0 of a torchrun launch (they print nothing)."""
+    return _env_int("RANK", 0) == 0

@@ -6,6 +6,10 @@ Batches come from `task.batch("train", step, ...)`, a pure function of the step,
 (model, optimiser, schedule, step, RNG state) is all that resuming needs: on CPU a resumed run is
 bit-for-bit the uninterrupted one. The run directory (laid out in `sandbox/checkpoints.py`) is locked
 while a run works in it, and a new run never replaces an old one unless told to (`overwrite=True`).
+
+Under `torchrun` the same call trains data-parallel (`sandbox/distributed.py`): `train.batch_size` is
+the global batch, each rank trains on its slice of it, gradients are averaged by
+DistributedDataParallel, and rank 0 alone evaluates and writes the run directory.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from sandbox import checkpoints
+from sandbox import checkpoints, distributed
 from sandbox.config import SCHEDULE_KEYS, RunConfig, TrainConfig
 from sandbox.device import resolve_device, set_deterministic
 from sandbox.io import DirectoryLock
@@ -88,13 +92,19 @@ def evaluate(model, task, config: TrainConfig, device, split: str = "val") -> di
     return totals
 
 
-def _save_checkpoint(run_dir: Path, model, optimizer, scheduler, step: int, keep: int) -> None:
+def _check_finite_weights(model, step: int) -> None:
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         raise DivergedError(f"the weights became NaN or infinite at step {step}")
+
+
+def _save_checkpoint(run_dir: Path, model, optimizer, scheduler, step: int, keep: int, rank_rng: list | None = None) -> None:
+    _check_finite_weights(model, step)
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "step": step, "rng": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    if rank_rng is not None:  # data parallel: every rank's generator (dropout masks differ by rank)
+        state["rank_rng"] = rank_rng
     checkpoints.save_checkpoint(run_dir, state, keep)
 
 
@@ -162,19 +172,42 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False, c
     A non-finite loss or weight raises `DivergedError`, naming the step and the checkpoint to resume.
     """
     run_dir = config.run_dir
-    lock = _open_run_dir(run_dir, config.out)
+    context = distributed.setup(config.train.device)
+    if context.active:
+        distributed.check_batch_size(config.train.batch_size, context.world)
+    if not context.active:
+        lock = _open_run_dir(run_dir, config.out)
+        try:
+            return _train(config, run_dir, *_start(run_dir, config, resume, overwrite), callbacks, progress, stop_after)
+        finally:
+            lock.release()
+    # Data parallel: rank 0 locks and checks the directory, then hands every rank the outcome (the
+    # checkpoint to resume included, so other machines need not share the file system).
+    lock, outcome = None, None
+    if context.is_main:
+        try:
+            lock = _open_run_dir(run_dir, config.out)
+            outcome = ("ok", _start(run_dir, config, resume, overwrite))
+        except Exception as err:  # noqa: BLE001 - re-raised on every rank below
+            outcome = ("error", err)
+    outcome = distributed.broadcast(outcome, context)
     try:
-        return _train(config, run_dir, *_start(run_dir, config, resume, overwrite), callbacks, progress, stop_after)
+        if outcome[0] == "error":
+            raise outcome[1]
+        return _train(config, run_dir, *outcome[1], callbacks, progress, stop_after, context)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def _train(config: RunConfig, run_dir: Path, resume: bool, state: dict | None, changes: list[str], callbacks,
-           progress, stop_after) -> RunResult:
+           progress, stop_after, context: distributed.Context = distributed.Context()) -> RunResult:
     tc = config.train
-    device = resolve_device(tc.device)
+    device = context.device if context.active else resolve_device(tc.device)
     set_deterministic(tc.deterministic)
     task, model = build(config, device)
+    if context.active and context.rank > 0:  # each rank its own dropout stream; rank 0 keeps the seed's
+        torch.manual_seed(distributed.rank_seed(config.seed, context.rank))
     optimizer = make_optimizer(model, tc)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tc))
     metrics_path = run_dir / checkpoints.METRICS
@@ -195,18 +228,25 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, state: dict | None, c
         torch.set_rng_state(state["rng"].cpu())
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-    if resume:
+        if context.active and len(state.get("rank_rng", [])) == context.world:
+            torch.set_rng_state(state["rank_rng"][context.rank].cpu())
+    writes = context.is_main  # data parallel: rank 0 alone writes, evaluates and shows progress
+    if resume and writes:
         history = checkpoints.read_metrics(metrics_path, up_to_step=start)
-    config.save(run_dir / checkpoints.CONFIG)
-    forward = torch.compile(model) if tc.compile else model
+    if writes:
+        config.save(run_dir / checkpoints.CONFIG)
+    wrapped = distributed.wrap(model, context)
+    forward = torch.compile(wrapped) if tc.compile else wrapped
     autocast = tc.amp and device.type == "cuda"
 
     def record(line: dict) -> None:
+        if not writes:
+            return
         history.append(line)
         with open(metrics_path, "a") as f:
             f.write(json.dumps(line) + "\n")
 
-    show = sys.stderr.isatty() if progress is None else progress
+    show = (sys.stderr.isatty() if progress is None else progress) and writes
     bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, disable=not show, desc=run_dir.name,
                dynamic_ncols=True)
     model.train()
@@ -217,34 +257,40 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, state: dict | None, c
     done = start
     for step in bar:
         batch = task.batch("train", step, tc.batch_size, device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = task.loss(forward(batch.inputs), batch)
-        if not torch.isfinite(loss):  # the weights of step `step` give it: a checkpoint of them is no use
+        loss, reported = _loss(task, forward, batch, context, autocast)
+        if not torch.isfinite(reported):  # the weights of step `step` give it: a checkpoint of them is no use
             bar.close()
-            checkpoints.set_aside(run_dir, step, "diverged")
-            raise DivergedError(_diverged(run_dir, tc, f"the training loss became {loss.item()} at step {step}"))
+            if writes:
+                checkpoints.set_aside(run_dir, step, "diverged")
+            raise DivergedError(_diverged(run_dir, tc, f"the training loss became {reported.item()} at step {step}"))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         optimizer.step()
         scheduler.step()
-        tokens += batch.inputs.shape[0] * batch.inputs.shape[1]
+        tokens += batch.inputs.shape[0] * batch.inputs.shape[1]  # the global batch
         done = step + 1
         if done % tc.log_every == 0 or done == tc.steps:
             elapsed = time.perf_counter() - tick
-            record({"step": done, "split": "train", "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
+            record({"step": done, "split": "train", "loss": reported.item(), "lr": scheduler.get_last_lr()[0],
                     "tokens_per_second": tokens / max(elapsed, 1e-9)})
             tick, tokens = time.perf_counter(), 0
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        if (tc.eval_every and done % tc.eval_every == 0) or done == tc.steps:
+            bar.set_postfix(loss=f"{reported.item():.4f}")
+        if writes and ((tc.eval_every and done % tc.eval_every == 0) or done == tc.steps):
             final = {"step": done, "split": "val", **evaluate(model, task, tc, device)}
             for callback in callbacks:
                 final.update(callback(model, task, done))
             record(final)
         if (tc.checkpoint_every and done % tc.checkpoint_every == 0) or done in (tc.steps, stop_after):
             try:
-                _save_checkpoint(run_dir, model, optimizer, scheduler, done, tc.keep_checkpoints)
+                if not context.active:
+                    _save_checkpoint(run_dir, model, optimizer, scheduler, done, tc.keep_checkpoints)
+                else:  # every rank checks the (identical) weights, so every rank stops together
+                    _check_finite_weights(model, done)
+                    rank_rng = distributed.gather(torch.get_rng_state(), context)
+                    if writes:
+                        _save_checkpoint(run_dir, model, optimizer, scheduler, done, tc.keep_checkpoints, rank_rng)
             except DivergedError as err:
                 bar.close()
                 raise DivergedError(_diverged(run_dir, tc, str(err))) from None
@@ -252,6 +298,26 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, state: dict | None, c
             break
     bar.close()
     return RunResult(run_dir, model, task, final, history, steps_trained=done - start)
+
+
+def _loss(task, forward, batch, context: distributed.Context, autocast: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss to differentiate and the loss to report (the global batch's mean loss, on every rank).
+
+    Without data parallelism both are the task's loss on the batch. With it, each rank keeps its
+    slice and weights its slice-mean loss by its share of the loss terms, so that DDP's average of
+    the gradients over ranks is the gradient of the global mean loss.
+    """
+    if not context.active:
+        with torch.autocast(batch.inputs.device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = task.loss(forward(batch.inputs), batch)
+        return loss, loss.detach()
+    batch = distributed.shard(batch, context.rank, context.world)
+    weight = distributed.global_slice_weight(task.loss_terms(batch), context)
+    with torch.autocast(batch.inputs.device.type, dtype=torch.bfloat16, enabled=autocast):
+        outputs = forward(batch.inputs)
+        # A slice with no loss term adds no gradient (its mean loss would be 0/0).
+        loss = task.loss(outputs, batch) * weight if weight > 0 else outputs.float().sum() * 0.0
+    return loss, distributed.mean_over_ranks(loss, context)
 
 
 def _diverged(run_dir: Path, tc: TrainConfig, what: str) -> str:

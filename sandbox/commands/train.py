@@ -57,7 +57,14 @@ def run(args) -> int:
     else:
         base = _load(args.config) if args.config else None
         config = parse_overrides(list(args.overrides) + ([f"out={args.out}"] if args.out else []), base)
-    result = train(config, resume=bool(args.resume), overwrite=args.overwrite)
+    from sandbox import distributed
+
+    try:
+        result = train(config, resume=bool(args.resume), overwrite=args.overwrite)
+    finally:
+        distributed.teardown()
+    if not distributed.is_main_process():  # torchrun: rank 0 reports
+        return 0
     metrics = result.final_metrics
     summary = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
     print(f"run directory: {result.run_dir}")
