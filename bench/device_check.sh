@@ -67,7 +67,7 @@ fi
 
 # 2. The CUDA tests (device=auto, amp, CPU agreement) and the training engine's tests on CUDA.
 if "$PY" -c "import pytest" 2>/dev/null; then
-  step cuda_tests 75 "$PY" -m pytest --noconftest -p no:cacheprovider -q -rs -o addopts="" \
+  step cuda_tests 75 "$PY" -m pytest -p no:cacheprovider -q -rs -o addopts="" \
       tests/test_device.py tests/test_train.py --junitxml="$OUT/cuda_tests.xml"
 else
   # No pytest: call the test functions directly (they need only a temporary directory and monkeypatch).

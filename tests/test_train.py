@@ -129,7 +129,7 @@ def test_gradient_clipping_bounds_the_update(tmp_path):
     from sandbox.train import build
 
     _, before = build(config, torch.device("cpu"))
-    after = train(config, progress=False).model
+    after = train(config, progress=False).model.cpu()  # trained on whatever device auto picks
     with torch.no_grad():
         delta = torch.sqrt(sum((a - b).pow(2).sum() for a, b in zip(after.parameters(), before.parameters())))
     assert 0 < float(delta) <= 0.01 + 1e-6
