@@ -75,6 +75,10 @@ def build_page(results_roots: list[Path], images_dir: Path, page: Path) -> str:
         "each section. The quick preset trains smaller",
         "models for fewer steps than the paper did: read its agreement in direction and ordering, not to the decimal.", "",
     ]
+    missing = [name for name in FAMILIES if not any(path.name == name for path in present)]
+    if missing:
+        header += [f"Not on this page (no saved results): {', '.join(missing)}; `sandbox figures NAME --preset quick`",
+                   "computes them, then run this script again.", ""]
     sections = [family_section(path.name, path, images_dir, page.parent) for path in present]
     return "\n".join(header) + "\n" + "\n".join(sections)
 

@@ -27,7 +27,11 @@ def test_page_shows_each_picture_and_the_numbers_table(results_root, tmp_path):
     for quantity, ours, published, target in rows:
         assert f"| {quantity} | {ours} | {published} | {target} |" in text
     assert "--preset tiny" in text and "min of wall time" in text
-    assert "## induction-heads" not in text  # families without results are left out
+    assert "## induction-heads" not in text  # families without results are left out, and named as such
+    from figures import FAMILIES
+
+    others = ", ".join(name for name in FAMILIES if name != "three-moons")
+    assert f"Not on this page (no saved results): {others};" in text
 
 
 def test_no_results_is_a_clear_error(tmp_path):
