@@ -80,16 +80,19 @@ def build(config: RunConfig, device: torch.device):
 
 @torch.no_grad()
 def evaluate(model, task, config: TrainConfig, device, split: str = "val") -> dict:
-    """Task metrics averaged over `eval_batches` fixed batches of `split`."""
+    """Task metrics over `eval_batches` fixed batches of `split`, each key averaged (one weight per batch)
+    over the batches that report it: a batch without, say, a 5-pair sequence has no `accuracy_pairs_5`."""
     was_training = model.training
     model.eval()
     totals: dict[str, float] = {}
+    counts: dict[str, int] = {}
     for index in range(config.eval_batches):
         batch = task.batch(split, index, config.batch_size, device)
         for key, value in task.metrics(model(batch.inputs), batch).items():
-            totals[key] = totals.get(key, 0.0) + value / config.eval_batches
+            totals[key] = totals.get(key, 0.0) + value
+            counts[key] = counts.get(key, 0) + 1
     model.train(was_training)
-    return totals
+    return {key: total / counts[key] for key, total in totals.items()}
 
 
 def _check_finite_weights(model, step: int) -> None:

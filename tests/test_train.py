@@ -7,13 +7,14 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from sandbox.checkpoints import list_checkpoints
 from sandbox.config import TrainConfig, parse_overrides
-from sandbox.train import lr_factor, train
+from sandbox.train import evaluate, lr_factor, train
 
 TINY = ["task=three_moons", "task.length=24", "model=mosaic", "model.d=8", "model.units=2", "model.layers=2",
         "model.dropout=0.1", "train.steps=10", "train.batch_size=4", "train.log_every=2", "train.eval_every=5",
@@ -330,3 +331,22 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run(uninterrupted, tmp_pat
     for key, value in weights(uninterrupted.model).items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     assert metric_lines(uninterrupted.run_dir) == metric_lines(tmp_path / "r")
+
+
+class _KeysByBatch:
+    """A fake task whose batch `index` reports `loss` always and `rare` only on odd batches."""
+
+    def batch(self, split, index, batch_size, device):
+        return SimpleNamespace(inputs=torch.full((batch_size, 1), float(index)))
+
+    def metrics(self, outputs, batch):
+        index = float(outputs[0, 0])
+        return {"loss": index, **({"rare": 10.0 * index} if index % 2 == 1 else {})}
+
+
+def test_evaluate_averages_each_metric_over_the_batches_that_report_it():
+    """Batches 0..4 report loss 0..4 and `rare` only on batches 1 and 3 (10 and 30): the means are 2
+    and 20, not `rare`'s sum over all five batches (8)."""
+    model = torch.nn.Identity()
+    metrics = evaluate(model, _KeysByBatch(), TrainConfig(eval_batches=5, batch_size=2), "cpu")
+    assert metrics == {"loss": 2.0, "rare": 20.0}
