@@ -7,15 +7,15 @@
 A checkpoint's name carries the first 16 hex digits of the SHA-256 of its bytes, so loading verifies it
 (`torch.load` still reads the file as it is). Resuming takes the newest intact checkpoint, warning about
 each damaged one it passes over (renamed `*.damaged`, kept for inspection), or starts again from step 0
-if there is none, and drops the metric lines written after that step; a torn last metrics line (a write cut short) is dropped with a warning naming the file
-and the line.
+if there is none, and drops the metric lines written after that step (`sandbox.runs.read_metrics` with
+`repair=True`, which also drops a torn last line, a write cut short, with a warning naming the file and
+the line).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import re
 import warnings
 from pathlib import Path
@@ -93,37 +93,6 @@ def load_newest_intact(run_dir, map_location=None) -> dict | None:
     what = f"every checkpoint is damaged ({'; '.join(passed)})" if passed else "it holds no checkpoint yet"
     warnings.warn(f"{run_dir}: {what}; starting again from step 0", stacklevel=3)
     return None
-
-
-def read_metrics(path, *, up_to_step: int | None = None) -> list[dict]:
-    """The lines of a metrics file (those with step <= up_to_step if given), rewriting the file to them.
-
-    A last line that is not valid JSON is a write cut short: dropped with a warning. Any other bad line
-    is a ValueError naming the file and the line.
-    """
-    path = Path(path)
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    kept, records = [], []
-    for number, text in enumerate(lines, start=1):
-        try:
-            record = json.loads(text)
-            step = record["step"]
-            if not isinstance(step, int):
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
-            if number == len(lines):
-                warnings.warn(f"{path}, line {number}: torn (an interrupted write); dropped it", stacklevel=3)
-                break
-            raise ValueError(f"{path}, line {number}: not a metrics line (JSON with an integer 'step'); "
-                             "repair or delete that line") from None
-        if up_to_step is None or step <= up_to_step:
-            kept.append(text)
-            records.append(record)
-    if len(kept) != len(lines):
-        atomic_write(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8"))
-    return records
 
 
 def remove_run_files(run_dir) -> None:

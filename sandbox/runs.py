@@ -12,6 +12,8 @@ import math
 import warnings
 from pathlib import Path
 
+from sandbox.io import atomic_write
+
 
 def check_run_dir(run_dir) -> Path:
     """`run_dir` as a Path, if it holds a metrics.jsonl; otherwise a ValueError naming what is missing."""
@@ -23,28 +25,37 @@ def check_run_dir(run_dir) -> Path:
     return run_dir
 
 
-def read_metrics(run_dir) -> list[dict]:
-    """Every line of `run_dir/metrics.jsonl`, in order, without changing the file (the run may be live).
+def read_metrics(run_dir, *, repair: bool = False, up_to_step: int | None = None) -> list[dict]:
+    """The lines of `run_dir/metrics.jsonl` in order (those with step <= `up_to_step` if given).
 
-    A last line that is not JSON is a write in progress or cut short: left out with a warning. Any
-    other damaged line is an error naming the file and the line.
+    Each line is a JSON object with an integer `step` and a `split`; blank lines are skipped. A last line
+    that is not JSON is a write in progress or cut short: left out with a warning. Any other damaged
+    line is a ValueError naming the file and the line. The file is left as it is (the run may be live, as
+    under `sandbox plot`) unless `repair=True`, which resume alone asks for: then the file is rewritten,
+    atomically, to the lines returned.
     """
     path = check_run_dir(run_dir) / "metrics.jsonl"
     texts = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    lines = []
+    kept, lines = [], []
     for number, text in enumerate(texts, start=1):
         if not text.strip():
             continue
         try:
             line = json.loads(text)
-        except json.JSONDecodeError as err:
+        except json.JSONDecodeError as err:  # no proper prefix of a JSON object is JSON: a cut-short write
             if number == len(texts):
-                warnings.warn(f"{path}, line {number}: incomplete (a write in progress?); left out", stacklevel=2)
+                warnings.warn(f"{path}, line {number}: " + ("torn (a write cut short); dropped it" if repair else
+                              "incomplete (a write in progress or cut short); left out"), stacklevel=2)
                 break
-            raise ValueError(f"{path}, line {number}: not JSON ({err.msg})") from None
-        if not isinstance(line, dict) or "step" not in line or "split" not in line:
-            raise ValueError(f"{path}, line {number}: a metrics line needs 'step' and 'split'")
-        lines.append(line)
+            raise ValueError(f"{path}, line {number}: not JSON ({err.msg}); repair or delete that line") from None
+        if not (isinstance(line, dict) and "split" in line and type(line.get("step")) is int):
+            raise ValueError(f"{path}, line {number}: a metrics line needs 'step' and 'split' (an integer step); "
+                             "repair or delete that line")
+        if up_to_step is None or line["step"] <= up_to_step:
+            kept.append(text)
+            lines.append(line)
+    if repair and len(kept) != len(texts):
+        atomic_write(path, lambda tmp: tmp.write_text("".join(text + "\n" for text in kept), encoding="utf-8"))
     return lines
 
 

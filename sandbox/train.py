@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from sandbox import checkpoints, distributed
+from sandbox import checkpoints, distributed, runs
 from sandbox.config import SCHEDULE_KEYS, RunConfig, TrainConfig
 from sandbox.device import resolve_device, set_deterministic
 from sandbox.io import DirectoryLock
@@ -235,7 +235,7 @@ def _train(config: RunConfig, run_dir: Path, resume: bool, state: dict | None, c
             torch.set_rng_state(state["rank_rng"][context.rank].cpu())
     writes = context.is_main  # data parallel: rank 0 alone writes, evaluates and shows progress
     if resume and writes:
-        history = checkpoints.read_metrics(metrics_path, up_to_step=start)
+        history = runs.read_metrics(run_dir, repair=True, up_to_step=start) if metrics_path.exists() else []
     if writes:
         config.save(run_dir / checkpoints.CONFIG)
     wrapped = distributed.wrap(model, context)

@@ -107,3 +107,32 @@ def test_tensorboard_missing_is_a_clear_error(tmp_path, monkeypatch):
 
     with pytest.raises(ValueError, match=r"needs the tensorboard package"):
         export_tensorboard([write_run(tmp_path / "a", LINES)], tmp_path / "tb")
+
+
+def test_plot_and_resume_read_through_the_one_reader(tmp_path, monkeypatch):
+    """`sandbox plot` and resume both parse metrics.jsonl with `sandbox.runs.read_metrics`: the plot
+    leaves a live run's torn last line in the file, resume (repair=True) drops it and the lines after
+    the checkpoint it resumes from."""
+    import sandbox.runs
+    from sandbox.config import parse_overrides
+    from sandbox.train import train
+
+    calls = []
+    reader = sandbox.runs.read_metrics
+    monkeypatch.setattr(sandbox.runs, "read_metrics", lambda *a, **k: calls.append(k) or reader(*a, **k))
+    overrides = ["task=three_moons", "task.length=24", "model=mosaic", "model.d=8", "model.units=2",
+                 "train.steps=6", "train.batch_size=2", "train.log_every=2", "train.eval_every=3",
+                 "train.eval_batches=1", "train.checkpoint_every=2", f"out={tmp_path}", "name=r"]
+    train(parse_overrides(overrides), progress=False, stop_after=4)
+    metrics = tmp_path / "r" / "metrics.jsonl"
+    with open(metrics, "a") as f:
+        f.write('{"step": 6, "spl')  # a write in progress, or cut short
+    live = metrics.read_bytes()
+    with pytest.warns(UserWarning, match=r"metrics.jsonl, line \d+: incomplete"):
+        assert main(["plot", str(tmp_path / "r"), "--out", str(tmp_path / "c")]) == 0
+    assert metrics.read_bytes() == live and calls == [{}]
+    with pytest.warns(UserWarning, match=r"metrics.jsonl, line \d+: torn"):
+        train(parse_overrides(overrides), progress=False, resume=True)
+    assert calls[1] == {"repair": True, "up_to_step": 4}
+    lines = [json.loads(text) for text in metrics.read_text().splitlines()]
+    assert [line["step"] for line in lines if line["split"] == "train"] == [2, 4, 6]

@@ -209,7 +209,7 @@ def test_a_torn_last_metrics_line_is_dropped_with_a_warning(tmp_path):
     assert resumed.final_metrics == {k: v for k, v in whole.final_metrics.items()}
     bad = tmp_path / "b" / "r" / "metrics.jsonl"
     bad.write_text("{}\nnot json\n" + bad.read_text())
-    with pytest.raises(ValueError, match=r"metrics.jsonl, line 1: not a metrics line"):
+    with pytest.raises(ValueError, match=r"metrics.jsonl, line 1: a metrics line needs"):
         run(tmp_path / "b", "name=r", resume=True)
 
 
