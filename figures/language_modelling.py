@@ -9,11 +9,14 @@ Shakespeare setting.
 Learning rates come from a separate tuning run (`python -m figures.language_modelling --tune quick`),
 whose grid and choice are saved in `figures/tuning/`; the main job never tunes. `--sanity` trains the
 nanoGPT CPU recipe (4 layers, d=128, T=64, batch 12, 2000 steps) for the known reference point.
+With several seeds (`--seeds`), every model is trained once per seed; the panels show the mean with ± one
+standard deviation (error bars against depth, bands per position) and the gallery rows mean ± sd.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -25,6 +28,7 @@ from pathlib import Path
 import torch
 
 from sandbox.analysis.positions import band_means, position_losses
+from sandbox.analysis.seeds import by_seed, mean_spread
 from sandbox.config import RunConfig, TrainConfig
 from sandbox.io import write_json
 from sandbox.models import GPTConfig, MosaicConfig, num_parameters
@@ -35,17 +39,17 @@ TUNING = Path(__file__).resolve().parent / "tuning"
 PRESETS = {
     "tiny": dict(d=32, units=2, depths=[1, 2], seq_len=32, batch_size=4, steps=16, warmup=2,
                  lr={"mosaic": 3e-3, "gpt": 3e-3}, dropout=0.0, eval_batches=2, eval_batch_size=8,
-                 bands=[4, 16, 32], sample_tokens=60),
+                 bands=[4, 16, 32], sample_tokens=60, seeds=[0]),
     # A 2-core CPU in about 5 minutes. lr: chosen by `--tune quick` from 1e-3, 3e-3, 1e-2 at depth 1
     # (figures/tuning/language_modelling_quick.json; validation loss mosaic 2.39/2.27/2.20, GPT 2.79/2.70/2.70).
     "quick": dict(d=128, units=4, depths=[1, 2, 4], seq_len=256, batch_size=8, steps=250, warmup=25,
                   lr={"mosaic": 1e-2, "gpt": 1e-2}, dropout=0.0, eval_batches=12, eval_batch_size=16,
-                  bands=[8, 32, 128, 256], sample_tokens=500),
+                  bands=[8, 32, 128, 256], sample_tokens=500, seeds=[0]),
     # nanoMosaics' config/train_shakespeare_char.py: 6 heads/units, d=384, dropout 0.2, batch 64, T=256,
     # lr 1e-3 cosine to 1e-4 after 100 warm-up steps, 5000 steps, β₂ = 0.99; depths 1, 2, 4 and its 6.
     "paper": dict(d=384, units=6, depths=[1, 2, 4, 6], seq_len=256, batch_size=64, steps=5000, warmup=100,
                   lr={"mosaic": 1e-3, "gpt": 1e-3}, dropout=0.2, eval_batches=50, eval_batch_size=64,
-                  bands=[8, 32, 128, 256], sample_tokens=500),
+                  bands=[8, 32, 128, 256], sample_tokens=500, seeds=[0]),
 }
 MODELS = ("mosaic", "gpt")
 TUNING_GRID = (1e-3, 3e-3, 1e-2)
@@ -68,7 +72,8 @@ def model_config(name: str, preset: dict, depth: int):
     return GPTConfig(heads=preset["units"], **width)
 
 
-def run_config(name: str, preset: dict, depth: int, lr: float, out: Path, label: str = "") -> RunConfig:
+def run_config(name: str, preset: dict, depth: int, lr: float, out: Path, label: str = "", seed: int = 0) -> RunConfig:
+    """The run of one model at one depth and learning rate; `seed` draws the initialisation and the batches."""
     steps = preset["steps"]
     # nanoGPT/nanoMosaics: AdamW β₂ = 0.99, cosine to lr/10, clip 1. No weight decay: the engine decays
     # every parameter, which would pull the mosaic's leak and β scalars towards 1.
@@ -77,7 +82,8 @@ def run_config(name: str, preset: dict, depth: int, lr: float, out: Path, label:
                                grad_clip=1.0, eval_every=max(1, steps // 10), eval_batches=2,
                                log_every=max(1, steps // 50))
     return RunConfig(task=TextConfig(seq_len=preset["seq_len"]), model=model_config(name, preset, depth),
-                     train=train_config, out=str(out / "runs"), name=label or f"{name}-{depth}-layers")
+                     train=train_config, seed=seed, out=str(out / "runs"),
+                     name=label or f"{name}-{depth}-layers" + (f"-seed{seed}" if seed else ""))
 
 
 def evaluate_run(result, preset: dict) -> dict:
@@ -103,21 +109,21 @@ def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
     out = Path(out)
     runs, samples = [], {}
     load_before = os.getloadavg()
-    for depth in preset["depths"]:
-        for name in MODELS:
-            start = time.perf_counter()
-            result = train(run_config(name, preset, depth, preset["lr"][name], out), progress=progress)
-            train_seconds = time.perf_counter() - start
-            scores = evaluate_run(result, preset)
-            curve = [(h["step"], h["loss"]) for h in result.history if h["split"] == "val"]
-            runs.append({"model": name, "depth": depth, "lr": preset["lr"][name],
-                         "parameters": num_parameters(result.model, embeddings=False), **scores,
-                         "val_curve": curve, "train_seconds": train_seconds,
-                         "wall_seconds": time.perf_counter() - start})
-            if depth == max(preset["depths"]):
-                samples[name] = draw_sample(result, preset["sample_tokens"])
-            print(f"  {name} {layers(depth)}: train {scores['train_loss']:.3f}, val {scores['val_loss']:.3f}, "
-                  f"out-of-distribution {scores['ood_loss']:.3f} ({train_seconds:.0f} s)")
+    seeds = preset.get("seeds", [0])
+    for depth, name, seed in itertools.product(preset["depths"], MODELS, seeds):
+        start = time.perf_counter()
+        result = train(run_config(name, preset, depth, preset["lr"][name], out, seed=seed), progress=progress)
+        train_seconds = time.perf_counter() - start
+        scores = evaluate_run(result, preset)
+        curve = [(h["step"], h["loss"]) for h in result.history if h["split"] == "val"]
+        runs.append({"model": name, "depth": depth, "seed": seed, "lr": preset["lr"][name],
+                     "parameters": num_parameters(result.model, embeddings=False), **scores,
+                     "val_curve": curve, "train_seconds": train_seconds,
+                     "wall_seconds": time.perf_counter() - start})
+        if depth == max(preset["depths"]) and seed == seeds[0]:
+            samples[name] = draw_sample(result, preset["sample_tokens"])
+        print(f"  {name} {layers(depth)} seed {seed}: train {scores['train_loss']:.3f}, val {scores['val_loss']:.3f}, "
+              f"out-of-distribution {scores['ood_loss']:.3f} ({train_seconds:.0f} s)")
     task = TextConfig(seq_len=preset["seq_len"]).build(0)
     results = {"preset": preset, "runs": runs, "samples": samples, "sample_settings": SAMPLE,
                "data": task.describe(), "unigram_entropy": unigram_entropy(task),
@@ -134,7 +140,7 @@ def unigram_entropy(task) -> float:
 
 
 def plot(out: Path) -> list[Path]:
-    from sandbox.plotting import plt, save_figure
+    from sandbox.plotting import mean_band, plt, save_figure
 
     out = Path(out)
     results = json.loads((out / "results.json").read_text())
@@ -144,21 +150,21 @@ def plot(out: Path) -> list[Path]:
 
     def against_depth(ax, solid: str, dotted: str, title: str) -> None:  # two losses per model against depth
         for name in MODELS:
-            rows = sorted((r["depth"], r[solid], r[dotted]) for r in runs if r["model"] == name)
-            for column, key, extra in ((1, solid, {}), (2, dotted, dict(ls=":", alpha=0.6))):
-                ax.plot([r[0] for r in rows], [r[column] for r in rows], **style[name], **extra,
-                        label=f"{name} {LOSS_NAMES[key]}")
+            rows = [r for r in runs if r["model"] == name]
+            for key, extra in ((solid, {}), (dotted, dict(ls=":", alpha=0.6))):
+                mean_band(ax, *by_seed(rows, "depth", key), label=f"{name} {LOSS_NAMES[key]}", bars=True,
+                          **style[name], **extra)
         ax.set(xlabel="layers", ylabel="loss (nats per character)", xticks=depths, title=title)
         ax.legend(fontsize=8)
 
     against_depth(axes[0], "val_loss", "train_loss", "(a) loss against depth, equal parameters")
     ax = axes[1]
-    for run in runs:
-        curve = torch.tensor(run["val_position_loss"])
-        positions, smooth = log_binned(curve)
-        alpha = 0.35 + 0.65 * (depths.index(run["depth"]) + 1) / len(depths)
-        ax.plot(positions, smooth, color=style[run["model"]]["color"], alpha=alpha,
-                ls="-" if run["model"] == "mosaic" else "--", label=f"{run['model']} {layers(run['depth'])}")
+    for name, depth in itertools.product(MODELS, depths):
+        group = sorted((r for r in runs if (r["model"], r["depth"]) == (name, depth)), key=lambda r: r.get("seed", 0))
+        binned = [log_binned(torch.tensor(r["val_position_loss"])) for r in group]  # seeds × (centres, means)
+        mean_band(ax, binned[0][0], [means for _, means in binned], label=f"{name} {layers(depth)}",
+                  color=style[name]["color"], alpha=0.35 + 0.65 * (depths.index(depth) + 1) / len(depths),
+                  ls="-" if name == "mosaic" else "--")
     ax.set(xscale="log", xlabel="token position t (context length)", ylabel="validation loss",
            title="(b) validation loss per position")
     ax.legend(fontsize=7, ncol=2)
@@ -179,27 +185,38 @@ def log_binned(curve: torch.Tensor, bins: int = 24):
 
 
 def summary(results: dict) -> list[tuple[str, str, str]]:
-    """Gallery rows (quantity, ours, paper) from the saved results."""
+    """Gallery rows (quantity, ours, paper) from the saved results: mean ± sd where there are several seeds."""
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for run in results["runs"]:
+        groups.setdefault((run["model"], run["depth"]), []).append(run)
+
+    def spread(model: str, depth: int, value, count: bool = False, sign: bool = False) -> str:
+        value = value if callable(value) else (lambda run, key=value: run[key])
+        return mean_spread([value(run) for run in groups[model, depth]], count=count, sign=sign)
+
+    def versus(depth: int, *values) -> str:  # mosaic's values vs GPT's, the number of seeds at the very end
+        sides = [[spread(model, depth, v, count=(model, i) == (MODELS[-1], len(values) - 1)) for i, v in enumerate(values)]
+                 for model in MODELS]
+        return " vs ".join(" / ".join(side) for side in sides)
+
     rows = []
-    by = {(r["model"], r["depth"]): r for r in results["runs"]}
-    for depth in results["preset"]["depths"]:
-        m, g = by[("mosaic", depth)], by[("gpt", depth)]
-        rows.append((f"{layers(depth)}: train / validation loss, mosaic vs GPT",
-                     f"{m['train_loss']:.3f} / {m['val_loss']:.3f} vs {g['train_loss']:.3f} / {g['val_loss']:.3f}",
+    depths = results["preset"]["depths"]
+    for depth in depths:
+        rows.append((f"{layers(depth)}: train / validation loss, mosaic vs GPT", versus(depth, "train_loss", "val_loss"),
                      "mosaic ≤ GPT, most at small depth"))
-    deepest = max(results["preset"]["depths"])
-    m, g = by[("mosaic", deepest)], by[("gpt", deepest)]
-    for band in m["val_bands"]:
+    deepest = max(depths)
+    for band in groups["mosaic", deepest][0]["val_bands"]:
         rows.append((f"{layers(deepest)}: validation loss at positions {band}, mosaic vs GPT",
-                     f"{m['val_bands'][band]:.3f} vs {g['val_bands'][band]:.3f}", "mosaic lower, most at early positions"))
-    for depth in results["preset"]["depths"]:
-        m, g = by[("mosaic", depth)], by[("gpt", depth)]
-        rows.append((f"{layers(depth)}: out-of-distribution loss (minus validation), mosaic vs GPT",
-                     f"{m['ood_loss']:.3f} ({m['ood_loss'] - m['val_loss']:+.3f}) vs "
-                     f"{g['ood_loss']:.3f} ({g['ood_loss'] - g['val_loss']:+.3f})", "mosaic degrades less"))
+                     versus(deepest, lambda run, band=band: run["val_bands"][band]), "mosaic lower, most at early positions"))
+    for depth in depths:
+        m, g = (f"{spread(model, depth, 'ood_loss')} ("
+                f"{spread(model, depth, lambda run: run['ood_loss'] - run['val_loss'], count=model == MODELS[-1], sign=True)})"
+                for model in MODELS)
+        rows.append((f"{layers(depth)}: out-of-distribution loss (minus validation), mosaic vs GPT", f"{m} vs {g}",
+                     "mosaic degrades less"))
     rows.append(("non-embedding parameters per depth, mosaic / GPT",
-                 ", ".join(f"{by[('mosaic', d)]['parameters']:,} / {by[('gpt', d)]['parameters']:,}"
-                           for d in results["preset"]["depths"]), "—", "equal"))
+                 ", ".join(f"{groups['mosaic', d][0]['parameters']:,} / {groups['gpt', d][0]['parameters']:,}"
+                           for d in depths), "—", "equal"))
     return rows
 
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from sandbox.analysis.seeds import mean_spread, t_interval
+from sandbox.analysis.seeds import by_seed, mean_spread, t_interval
 
 
 @given(st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=30), st.floats(0.5, 0.99))
@@ -54,3 +54,16 @@ def test_mean_band_draws_the_mean_and_the_spread():
     with pytest.raises(ValueError, match=r"per_seed must have shape \(seeds, 3\)"):
         mean_band(ax, [1, 2, 3], [[1.0, 2.0]], label="bad")
     plt.close(fig)
+
+
+def test_mean_spread_with_its_sign():
+    assert mean_spread([0.25], sign=True) == "+0.250" and mean_spread([-0.25], sign=True) == "-0.250"
+    assert mean_spread([0.4, 0.6], digits=2, sign=True) == "+0.50 ± 0.14 (2 seeds)"
+
+
+def test_by_seed_gives_seeds_by_x():
+    rows = [{"depth": 2, "seed": 1, "loss": 4.0}, {"depth": 1, "seed": 1, "loss": 3.0},
+            {"depth": 1, "loss": 1.0}, {"depth": 2, "seed": 0, "loss": 2.0}]  # no seed: seed 0
+    assert by_seed(rows, "depth", "loss") == ([1, 2], [[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(ValueError, match=r"no loss for \(seed, depth\) in \[\(1, 2\)\]"):
+        by_seed(rows[1:], "depth", "loss")  # seed 1 has no depth 2

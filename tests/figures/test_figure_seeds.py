@@ -42,7 +42,7 @@ def test_a_family_without_seeds_refuses_them(fake_family, tmp_path, capsys):
 def test_the_compared_families_take_seeds():
     import importlib
 
-    for name in ("three-moons", "induction-heads", "regular-languages", "variants"):
+    for name in ("three-moons", "induction-heads", "regular-languages", "variants", "language-modelling"):
         module = figures.FAMILIES[name]
         presets = importlib.import_module(module).PRESETS
         assert all(isinstance(p.get("seeds"), list) and p["seeds"] for p in presets.values()), name

@@ -2,11 +2,13 @@
 at equal parameter count, with samples; plots redraw; the tuning run and the sanity recipe run."""
 
 import json
+import statistics
 
 import pytest
 
 from figure_helpers import finite, redraw, run_tiny
 from figures import language_modelling as lm
+from sandbox.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +63,44 @@ def test_gallery_rows_and_samples(results):
 
 def test_plot_redraws_from_saved_results(results_dir):
     redraw(results_dir, "language_modelling")
+
+
+def test_two_seeds_save_each_seeds_numbers_and_the_summary_is_their_mean_and_sd(tmp_path, monkeypatch):
+    """`--seeds 0,1` trains each model once per seed; results.json keeps every seed's numbers and the
+    gallery rows are their mean ± sample standard deviation, recomputed here from the saved numbers."""
+    monkeypatch.setitem(lm.PRESETS, "tiny", {**lm.PRESETS["tiny"], "depths": [1], "bands": [4, 32]})
+    assert main(["figures", "language-modelling", "--preset", "tiny", "--seeds", "0,1", "--out", str(tmp_path),
+                 "--no-progress"]) == 0
+    out = tmp_path / "language-modelling"
+    results = json.loads((out / "results.json").read_text())
+    assert sorted((r["model"], r["seed"]) for r in results["runs"]) == [(m, s) for m in sorted(lm.MODELS) for s in (0, 1)]
+    assert (out / "runs" / "mosaic-1-layers").is_dir() and (out / "runs" / "mosaic-1-layers-seed1").is_dir()
+    runs = {(r["model"], r["seed"]): r for r in results["runs"]}
+    for name in lm.MODELS:
+        assert runs[name, 0]["val_loss"] != runs[name, 1]["val_loss"]  # two seeds, two runs
+        assert runs[name, 0]["parameters"] == runs[name, 1]["parameters"]
+    plotted = json.loads((out / "language_modelling.json").read_text())
+    assert sorted((r["model"], r["seed"], r["val_loss"]) for r in plotted["runs"]) == sorted(
+        (r["model"], r["seed"], r["val_loss"]) for r in results["runs"])
+
+    def spread(values, count=False, sign=False):  # mean ± sample standard deviation, as printed
+        return f"{statistics.fmean(values):{'+' if sign else ''}.3f} ± {statistics.stdev(values):.3f}" + (
+            " (2 seeds)" if count else "")
+
+    def seeds(name, value):
+        return [value(runs[name, s]) for s in (0, 1)]
+
+    rows = {quantity: ours for quantity, ours, *_ in lm.summary(results)}
+    assert rows["1 layer: train / validation loss, mosaic vs GPT"] == (
+        f"{spread(seeds('mosaic', lambda r: r['train_loss']))} / {spread(seeds('mosaic', lambda r: r['val_loss']))} vs "
+        f"{spread(seeds('gpt', lambda r: r['train_loss']))} / {spread(seeds('gpt', lambda r: r['val_loss']), count=True)}")
+    assert rows["1 layer: validation loss at positions 5-32, mosaic vs GPT"] == (
+        f"{spread(seeds('mosaic', lambda r: r['val_bands']['5-32']))} vs "
+        f"{spread(seeds('gpt', lambda r: r['val_bands']['5-32']), count=True)}")
+    ood = {name: f"{spread(seeds(name, lambda r: r['ood_loss']))} "
+                 f"({spread(seeds(name, lambda r: r['ood_loss'] - r['val_loss']), count=name == 'gpt', sign=True)})"
+           for name in lm.MODELS}
+    assert rows["1 layer: out-of-distribution loss (minus validation), mosaic vs GPT"] == f"{ood['mosaic']} vs {ood['gpt']}"
 
 
 def test_tuning_picks_the_lowest_validation_loss_and_saves_the_grid(tmp_path, monkeypatch):
