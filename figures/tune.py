@@ -2,10 +2,12 @@
 
     python -m figures.tune induction-heads --preset quick      # trains every compared model at each lr
     python -m figures.tune regular-languages --preset quick
-    python -m figures.tune three-moons --preset quick
+    python -m figures.tune three-moons --preset quick --jobs 8   # the grid on 8 processes at once
 
 Each family that compares models declares `TUNING`: the learning-rate grid (at least 3 values), the
-validation metric and whether higher is better, and `tuning_runs(preset)`, which gives, for each compared
+validation metric and whether higher is better (optionally `"over": "curve"`: the metric averaged over the
+run's validation evaluations, the area under its learning curve, which ranks a model that learns sooner
+higher where several rates reach the same final value), and `tuning_runs(preset)`, which gives, for each compared
 model, a function from a learning rate to the run to train (the preset's own settings, validation data
 only). This script trains every (model, lr), keeps the best lr of each model on the validation metric and
 writes the grid, every validation number and the choice to `figures/tuned/FAMILY.json`, a committed
@@ -22,8 +24,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from sandbox.config import RunConfig
 from sandbox.io import write_json
-from sandbox.train import train
 
 TUNED = Path(__file__).resolve().parent / "tuned"
 
@@ -55,8 +57,47 @@ def model_lr(preset: dict, model: str, default: float) -> float:
     return preset.get("lr_by_model", {}).get(model, default)
 
 
+def validation_score(config: dict, metric: str, over: str, threads: int | None = None,
+                     progress: bool | None = False) -> float:
+    """Train one run (a `RunConfig` as a dict, so that it can go to a worker process) and give its
+    validation `metric`: the last evaluation's (`over="final"`) or the mean over all its evaluations
+    (`over="curve"`)."""
+    import torch
+
+    from sandbox.train import train
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        result = train(RunConfig.from_dict(config), progress=progress, overwrite=True)
+    finally:
+        torch.set_num_threads(before)
+    if over == "final":
+        return float(result.final_metrics[metric])
+    values = [line[metric] for line in result.history if line.get("split") == "val" and metric in line]
+    return float(sum(values) / len(values))
+
+
+def _validate_all(runs: dict, metric: str, over: str, jobs: int, progress) -> dict:
+    """{key: validation score} of every run in `runs` ({key: RunConfig}), on `jobs` processes."""
+    if over not in ("final", "curve"):
+        raise ValueError(f"TUNING['over'] must be 'final' or 'curve', got {over!r}")
+    if jobs == 1:
+        return {key: validation_score(config.to_dict(), metric, over, progress=progress) for key, config in runs.items()}
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {key: pool.submit(validation_score, config.to_dict(), metric, over, threads)
+                   for key, config in runs.items()}
+        return {key: future.result() for key, future in futures.items()}
+
+
 def tune(family: str, preset_name: str, out: Path, progress: bool | None = None,
-         root: Path | None = None) -> dict:
+         root: Path | None = None, jobs: int = 1) -> dict:
     """Train each compared model of `family` at every lr of its grid; save the choice under `root`."""
     from figures import FAMILIES
 
@@ -67,22 +108,26 @@ def tune(family: str, preset_name: str, out: Path, progress: bool | None = None,
         raise ValueError(f"family {family!r} compares no models: nothing to tune")
     if preset_name not in module.PRESETS:
         raise ValueError(f"--preset must be one of {sorted(module.PRESETS)}, got {preset_name!r}")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     grid, metric, higher = module.TUNING["grid"], module.TUNING["metric"], module.TUNING["higher_is_better"]
     if len(grid) < 3:
         raise ValueError(f"a tuning grid needs at least 3 learning rates, got {grid}")
+    runs = {(model, lr): replace(run_for(lr), out=str(Path(out) / family), name=f"{model}-lr{lr:g}")
+            for model, run_for in module.tuning_runs(module.PRESETS[preset_name]).items() for lr in grid}
+    over = module.TUNING.get("over", "final")
+    scores = _validate_all(runs, metric, over, jobs, progress)
     models = {}
-    for model, run_for in module.tuning_runs(module.PRESETS[preset_name]).items():
-        validation = {}
-        for lr in grid:
-            config = replace(run_for(lr), out=str(Path(out) / family), name=f"{model}-lr{lr:g}")
-            validation[f"{lr:g}"] = train(config, progress=progress, overwrite=True).final_metrics[metric]
-            print(f"  {family} {model} lr {lr:g}: validation {metric} {validation[f'{lr:g}']:.4f}")
+    for model in dict.fromkeys(model for model, _ in runs):
+        validation = {f"{lr:g}": scores[model, lr] for lr in grid}
         best = (max if higher else min)(grid, key=lambda lr: validation[f"{lr:g}"])
         models[model] = {"lr": best, "validation": validation}
-        print(f"  {family} {model}: chose lr {best:g}")
+        print(f"  {family} {model}: validation {metric} ({over}) "
+              + ", ".join(f"lr {lr}: {value:.4f}" for lr, value in validation.items()) + f"; chose lr {best:g}")
     path = tuned_file(family, root)
     saved = json.loads(path.read_text()) if path.exists() else {}
-    saved[preset_name] = {"grid": list(grid), "metric": metric, "higher_is_better": higher, "models": models}
+    saved[preset_name] = {"grid": list(grid), "metric": metric, "over": over, "higher_is_better": higher,
+                          "models": models}
     write_json(path, saved)
     return saved[preset_name]
 
@@ -92,9 +137,11 @@ def main(argv=None) -> int:
     parser.add_argument("family", help="a figure family that compares models")
     parser.add_argument("--preset", default="quick", help="which preset's settings to tune (default: quick)")
     parser.add_argument("--out", default="runs/tuning", help="where the tuning runs go (default: runs/tuning)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="train this many (model, lr) runs at once in separate processes (default: 1)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
-    tune(args.family, args.preset, Path(args.out), progress=False if args.no_progress else None)
+    tune(args.family, args.preset, Path(args.out), progress=False if args.no_progress else None, jobs=args.jobs)
     print(f"wrote {tuned_file(args.family)}")
     return 0
 

@@ -50,7 +50,9 @@ def memory_probes(model, triggers: torch.Tensor | None = None) -> dict[str, floa
 @torch.no_grad()
 def attention_probes(model, tokens: torch.Tensor) -> dict[str, float]:
     """Layer 1: attention mass on the previous token. Layer 2: mass on the token that followed the
-    previous occurrence of the current token (at positions whose token occurred before)."""
+    previous occurrence of the current token (at positions whose token occurred before). `tokens` may
+    live on any device: they are moved to the model's."""
+    tokens = tokens.to(model.W_K1.device)
     _, cache = model.run_with_cache(tokens, ["layer1.weights", "layer2.weights"])
     first, second = cache["layer1.weights"], cache["layer2.weights"]  # (B, T, T)
     B, T = tokens.shape

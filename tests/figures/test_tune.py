@@ -1,6 +1,7 @@
 """Learning-rate tuning: a separate run that writes the grid, the validation numbers and the choice."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -40,3 +41,28 @@ def test_bad_requests_are_clear_errors(tmp_path):
         tune.tune("no-such-family", "tiny", tmp_path, root=tmp_path)
     with pytest.raises(ValueError, match="--preset"):
         tune.tune("three-moons", "huge", tmp_path, root=tmp_path)
+
+
+def test_the_curve_score_is_the_mean_of_every_validation_evaluation_and_the_pool_gives_the_same(tmp_path, monkeypatch):
+    """`over="curve"` ranks by the area under the learning curve: the mean of the metric over the run's
+    validation lines (read back from its metrics.jsonl); a process pool trains the same runs to the same
+    numbers as one process."""
+    from figures.induction_heads import PRESETS, tuning_runs
+
+    preset = {**PRESETS["tiny"], "compare_steps": 6, "eval_every": 2}
+    config = tuning_runs(preset)["gpt_1_layer"](1e-2)
+    config = replace(config, out=str(tmp_path), name="curve")
+    score = tune.validation_score(config.to_dict(), "in_context_accuracy", "curve")
+    lines = [json.loads(line) for line in (tmp_path / "curve" / "metrics.jsonl").read_text().splitlines()]
+    values = [line["in_context_accuracy"] for line in lines if line["split"] == "val"]
+    assert len(values) == 3 and score == pytest.approx(sum(values) / 3, abs=1e-12)
+    final = tune.validation_score(config.to_dict(), "in_context_accuracy", "final")
+    assert final == pytest.approx(values[-1], abs=1e-12)
+
+    runs = {(name, 1e-2): replace(config, name=name) for name in ("a", "b")}
+    pooled = tune._validate_all(runs, "in_context_accuracy", "curve", jobs=2, progress=False)
+    assert pooled == {key: pytest.approx(score, abs=1e-6) for key in runs}
+    with pytest.raises(ValueError, match="over"):
+        tune._validate_all(runs, "in_context_accuracy", "area", jobs=1, progress=False)
+    with pytest.raises(ValueError, match="jobs"):
+        tune.tune("three-moons", "tiny", tmp_path, root=tmp_path, jobs=0)

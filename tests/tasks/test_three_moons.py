@@ -130,3 +130,14 @@ def test_noise_is_drawn_from_the_batch_stream_and_centred():
     noise = (a.inputs - clean.batch("train", 0, 8).inputs).double()
     assert abs(float(noise.mean())) < 0.01 and float(noise.std()) == pytest.approx(0.1, rel=0.05)
     torch.testing.assert_close(a.inputs[:, 1:], a.targets[:, :-1])  # noise added once, then shifted
+
+
+def test_offsets_are_the_published_start_points_and_set_the_phase():
+    """Offsets are uniform integers 0..8398 (the published code's 8,399 start points), and the first
+    observation of a sequence is the orbit at τ = dt·offset."""
+    task = ThreeMoonsConfig(length=4).build(0)
+    batch = task.batch("val", 0, 2048)
+    offsets = batch.extras["offsets"]
+    assert 0 <= int(offsets.min()) < 100 and 8300 < int(offsets.max()) <= 8398
+    expected = task.positions(batch.extras["periods"][:4].double(), offsets[:4].double(), 1)[:, 0]
+    assert torch.allclose(batch.inputs[:4, 0].double(), expected, atol=1e-6)
