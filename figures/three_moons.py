@@ -22,6 +22,7 @@ from sandbox.analysis.generation import free_running_error
 from sandbox.config import RunConfig, TrainConfig
 from sandbox.io import write_json
 from sandbox.models import ContextualLayerConfig
+from sandbox.pool import map_processes
 from sandbox.train import train
 from tasks.three_moons import ThreeMoonsConfig
 
@@ -85,17 +86,21 @@ def analyse(model, task, preset: dict, units: int, keep_attention: bool) -> dict
     return result
 
 
-def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
+def one_run(preset: dict, units: int, seed: int, out: Path, progress: bool | None = None) -> dict:
+    """Train the `units`-unit model with `seed` and analyse it (a worker process's job with `--jobs`)."""
+    lr = model_lr(preset, model_name(units), LR)
+    result = train(run_config(preset, units, seed, Path(out), lr), progress=progress, overwrite=True)
+    analysis = analyse(result.model, result.task, preset, units, keep_attention=seed == preset["seeds"][0])
+    print(f"  {units} unit(s), seed {seed}: disentanglement {analysis['score']:.3f}, "
+          f"moons read {analysis['reads']}, val loss {result.final_metrics['loss']:.4f}")
+    return {"seed": seed, "lr": lr, "val_loss": result.final_metrics["loss"], **analysis}
+
+
+def compute(preset: dict, out: Path, progress: bool | None = None, jobs: int = 1) -> dict:
+    """Every (units, seed) run, on `jobs` processes (`sandbox.pool`), then the summary over seeds."""
     out = Path(out)
-    runs = []
-    for units in UNITS:
-        for seed in preset["seeds"]:
-            lr = model_lr(preset, model_name(units), LR)
-            result = train(run_config(preset, units, seed, out, lr), progress=progress, overwrite=True)
-            analysis = analyse(result.model, result.task, preset, units, keep_attention=seed == preset["seeds"][0])
-            runs.append({"seed": seed, "lr": lr, "val_loss": result.final_metrics["loss"], **analysis})
-            print(f"  {units} unit(s), seed {seed}: disentanglement {analysis['score']:.3f}, "
-                  f"moons read {analysis['reads']}, val loss {result.final_metrics['loss']:.4f}")
+    calls = [(preset, units, seed, out, progress if jobs == 1 else False) for units in UNITS for seed in preset["seeds"]]
+    runs = map_processes(one_run, calls, jobs)
     info = ThreeMoonsConfig(length=preset["length"]).build(0).describe()
     summary = {}
     for units in UNITS:

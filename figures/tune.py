@@ -21,11 +21,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
 from sandbox.config import RunConfig
 from sandbox.io import write_json
+from sandbox.pool import map_processes
 
 TUNED = Path(__file__).resolve().parent / "tuned"
 
@@ -57,43 +59,37 @@ def model_lr(preset: dict, model: str, default: float) -> float:
     return preset.get("lr_by_model", {}).get(model, default)
 
 
-def validation_score(config: dict, metric: str, over: str, threads: int | None = None,
-                     progress: bool | None = False) -> float:
+def validation_score(config: dict, metric: str, over: str, progress: bool | None = False) -> float:
     """Train one run (a `RunConfig` as a dict, so that it can go to a worker process) and give its
     validation `metric`: the last evaluation's (`over="final"`) or the mean over all its evaluations
-    (`over="curve"`)."""
-    import torch
+    (`over="curve"`). A run that diverges scores NaN, which never wins (`_best`)."""
+    from sandbox.train import DivergedError, train
 
-    from sandbox.train import train
-
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
     try:
         result = train(RunConfig.from_dict(config), progress=progress, overwrite=True)
-    finally:
-        torch.set_num_threads(before)
+    except DivergedError as err:
+        print(f"  {config['name']}: diverged ({err}); it scores NaN")
+        return float("nan")
     if over == "final":
         return float(result.final_metrics[metric])
     values = [line[metric] for line in result.history if line.get("split") == "val" and metric in line]
     return float(sum(values) / len(values))
 
 
+def _best(validation: dict, higher: bool) -> float:
+    """The learning rate with the best finite validation number ({"lr": value}); NaN (diverged) never wins."""
+    finite = {lr: value for lr, value in validation.items() if math.isfinite(value)}
+    if not finite:
+        raise ValueError(f"every learning rate of the grid diverged: {sorted(validation)}; choose a lower grid")
+    return float((max if higher else min)(finite, key=finite.get))
+
+
 def _validate_all(runs: dict, metric: str, over: str, jobs: int, progress) -> dict:
     """{key: validation score} of every run in `runs` ({key: RunConfig}), on `jobs` processes."""
     if over not in ("final", "curve"):
         raise ValueError(f"TUNING['over'] must be 'final' or 'curve', got {over!r}")
-    if jobs == 1:
-        return {key: validation_score(config.to_dict(), metric, over, progress=progress) for key, config in runs.items()}
-    import multiprocessing
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {key: pool.submit(validation_score, config.to_dict(), metric, over, threads)
-                   for key, config in runs.items()}
-        return {key: future.result() for key, future in futures.items()}
+    calls = [(config.to_dict(), metric, over, progress if jobs == 1 else False) for config in runs.values()]
+    return dict(zip(runs, map_processes(validation_score, calls, jobs)))
 
 
 def tune(family: str, preset_name: str, out: Path, progress: bool | None = None,
@@ -108,8 +104,6 @@ def tune(family: str, preset_name: str, out: Path, progress: bool | None = None,
         raise ValueError(f"family {family!r} compares no models: nothing to tune")
     if preset_name not in module.PRESETS:
         raise ValueError(f"--preset must be one of {sorted(module.PRESETS)}, got {preset_name!r}")
-    if not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     grid, metric, higher = module.TUNING["grid"], module.TUNING["metric"], module.TUNING["higher_is_better"]
     if len(grid) < 3:
         raise ValueError(f"a tuning grid needs at least 3 learning rates, got {grid}")
@@ -120,7 +114,7 @@ def tune(family: str, preset_name: str, out: Path, progress: bool | None = None,
     models = {}
     for model in dict.fromkeys(model for model, _ in runs):
         validation = {f"{lr:g}": scores[model, lr] for lr in grid}
-        best = (max if higher else min)(grid, key=lambda lr: validation[f"{lr:g}"])
+        best = _best(validation, higher)
         models[model] = {"lr": best, "validation": validation}
         print(f"  {family} {model}: validation {metric} ({over}) "
               + ", ".join(f"lr {lr}: {value:.4f}" for lr, value in validation.items()) + f"; chose lr {best:g}")

@@ -9,6 +9,7 @@ results already on disk. The wall time of each family is written beside its resu
 from __future__ import annotations
 
 import importlib
+import inspect
 import time
 from pathlib import Path
 
@@ -31,6 +32,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--plot-only", action="store_true", help="redraw from saved results, no training")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--seeds", help="seeds to run and show the spread over: 0,1,2 or 0-4 (default: the preset's)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="train a family's independent runs on this many processes, where the family's "
+                             "compute takes `jobs` (default: 1, one after the other)")
 
 
 def _plot_saved(module, out: Path) -> list[Path]:
@@ -53,6 +57,8 @@ def run(args) -> int:
     seeds = parse_seeds(args.seeds) if args.seeds else None
     if seeds is not None and (len(set(seeds)) != len(seeds) or min(seeds) < 0):
         raise ValueError(f"--seeds must be distinct integers >= 0, got {args.seeds!r}")
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be a positive integer, got {args.jobs}")
     for name in chosen:
         module = importlib.import_module(families[name])
         check_choice(args.preset, "--preset", module.PRESETS)
@@ -68,7 +74,13 @@ def run(args) -> int:
         if not args.plot_only:
             start = time.perf_counter()
             print(f"[{name}] computing with the {args.preset!r} preset -> {out}")
-            module.compute(preset, out, progress=False if args.no_progress else None)
+            progress = False if args.no_progress else None
+            if "jobs" in inspect.signature(module.compute).parameters:
+                module.compute(preset, out, progress=progress, jobs=args.jobs)
+            else:
+                if args.jobs > 1:
+                    print(f"[{name}] runs its models one after the other (its compute takes no --jobs)")
+                module.compute(preset, out, progress=progress)
             write_json(out / "timing.json", {"preset": args.preset, "wall_seconds": time.perf_counter() - start})
             paths = module.plot(out)
         else:

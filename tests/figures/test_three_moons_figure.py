@@ -70,3 +70,16 @@ def test_quick_preset_three_units_disentangle_more_than_one(tmp_path):
     """The quick preset (about 2 minutes): the 3-unit model's score beats the 1-unit model's."""
     results = three_moons.compute(three_moons.PRESETS["quick"], tmp_path, progress=False)
     assert results["summary"]["3_units"]["score_mean"] > results["summary"]["1_units"]["score_mean"]
+
+
+def test_runs_on_a_process_pool_give_the_serial_numbers(results_dir, tmp_path):
+    """`--jobs 2` trains the (units, seed) runs in two processes: the same seeds give the same numbers."""
+    from sandbox.cli import main
+
+    assert main(["figures", "three-moons", "--preset", "tiny", "--out", str(tmp_path), "--no-progress", "--jobs", "2"]) == 0
+    serial = json.loads((results_dir / "results.json").read_text())
+    pooled = json.loads((tmp_path / "three-moons" / "results.json").read_text())
+    assert [(r["units"], r["seed"]) for r in pooled["runs"]] == [(r["units"], r["seed"]) for r in serial["runs"]]
+    for a, b in zip(serial["runs"], pooled["runs"]):
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
+        assert b["score"] == pytest.approx(a["score"], abs=1e-5) and b["reads"] == a["reads"]

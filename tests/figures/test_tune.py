@@ -1,6 +1,7 @@
 """Learning-rate tuning: a separate run that writes the grid, the validation numbers and the choice."""
 
 import json
+import math
 from dataclasses import replace
 
 import pytest
@@ -66,3 +67,14 @@ def test_the_curve_score_is_the_mean_of_every_validation_evaluation_and_the_pool
         tune._validate_all(runs, "in_context_accuracy", "area", jobs=1, progress=False)
     with pytest.raises(ValueError, match="jobs"):
         tune.tune("three-moons", "tiny", tmp_path, root=tmp_path, jobs=0)
+
+
+def test_a_diverged_run_scores_nan_and_never_wins(tmp_path):
+    from figures.induction_heads import PRESETS, tuning_runs
+
+    config = replace(tuning_runs({**PRESETS["tiny"], "compare_steps": 4})["gpt_1_layer"](1e30), out=str(tmp_path), name="boom")
+    assert math.isnan(tune.validation_score(config.to_dict(), "in_context_accuracy", "final"))
+    assert tune._best({"0.001": 0.2, "0.01": float("nan"), "0.1": 0.1}, higher=True) == 0.001
+    assert tune._best({"0.001": 0.2, "0.01": float("nan"), "0.1": 0.1}, higher=False) == 0.1
+    with pytest.raises(ValueError, match="every learning rate of the grid diverged"):
+        tune._best({"0.001": float("nan")}, higher=True)
