@@ -1,6 +1,7 @@
 """Shared test set-up: hypothesis profiles and the Agg backend.
 
-HYPOTHESIS_PROFILE=slow draws ten times more examples at random. The default `ci` profile is derandomized:
+HYPOTHESIS_PROFILE=slow draws ten times more examples at random; HYPOTHESIS_PROFILE=mutation draws a quarter
+of the `ci` examples, for the many reruns of mutation testing. The default `ci` profile is derandomized:
 the same examples on every run, so a declared give-up (a strict expected failure) fails the same way
 in CI as here instead of passing when a random draw misses its counterexample.
 """
@@ -19,6 +20,9 @@ settings.register_profile(
 )
 settings.register_profile(
     "slow", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(  # mutation testing (tests/mutation/README.md): each surviving mutant reruns the claims
+    "mutation", max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

@@ -172,3 +172,63 @@ def test_scalars_are_stored_divided_by_ten_and_start_at_their_initial_values():
     torch.testing.assert_close(memory.leak(), torch.exp(-torch.linspace(0.5, 5.0, 4)))
     torch.testing.assert_close(memory.beta(), torch.full((4,), math.exp(2.0) / 2))
     torch.testing.assert_close(scaled(memory.alpha_log.detach()), torch.full((4,), -0.5))
+
+
+def test_unit_and_the_beta_cap_by_hand():
+    from sandbox.memories.contextual import BETA_CAP, learned_beta, unit
+
+    x = torch.tensor([[3e-3, 4e-3], [0.0, 0.0], [30.0, -40.0]], dtype=f64)
+    torch.testing.assert_close(unit(x), torch.tensor([[0.6, 0.8], [0.0, 0.0], [0.6, -0.8]], dtype=f64),
+                               rtol=0, atol=1e-15)  # short vectors too; a zero vector stays zero
+    torch.testing.assert_close(unit(x, torch.tensor([[2.0], [1.0], [0.5]], dtype=f64)),
+                               torch.tensor([[1.2, 1.6], [0.0, 0.0], [0.3, -0.4]], dtype=f64), rtol=0, atol=1e-15)
+    # β = e^θ / 2 with θ capped at 10 (finite in half precision); below the cap θ is used as it is.
+    assert BETA_CAP == 10.0
+    torch.testing.assert_close(learned_beta(torch.tensor([20.0, 10.0, 9.5], dtype=f64)),
+                               torch.tensor([math.exp(10) / 2, math.exp(10) / 2, math.exp(9.5) / 2], dtype=f64))
+
+
+def test_scan_chunk_must_be_at_least_two():
+    x, leak = torch.randn(1, 1, 5, 2, dtype=f64), torch.tensor([0.5], dtype=f64)
+    torch.testing.assert_close(leaky_average(x, leak, 2), leaky_average_reference(x, leak), rtol=0, atol=1e-14)
+    from sandbox.memories.contextual import gated_average
+
+    for average, arg in ((leaky_average, leak), (gated_average, torch.log(leak).expand(1, 5))):
+        with pytest.raises(ValueError, match=r"^chunk must be in \[2, inf\], got 1$"):
+            average(x, arg, 1)
+
+
+def test_initial_mixes_and_adaptive_beta():
+    torch.manual_seed(0)
+    memory = ContextualMemory(400, 400, adaptive_beta=True)
+    gamma = memory.gamma().detach()  # γ uniform in (0.05, 0.95) per unit
+    assert 0.05 <= float(gamma.min()) < 0.06 and 0.94 < float(gamma.max()) <= 0.95
+    # α = σ(-2) ≈ 0.12 and β₀ = softplus(0) = log 2 for every unit; one query that sees 1 pair has
+    # β = β₁ + log 2.
+    torch.testing.assert_close(torch.sigmoid(memory.beta_power_logit.detach()), torch.full((400,), 1 / (1 + math.exp(2))))
+    torch.testing.assert_close(memory.beta(torch.tensor([1]))[:, 0].detach(),
+                               torch.full((400,), math.exp(2.0) / 2 + math.log(2)))
+    fixed = ContextualMemory(4, 2, gamma=0.3, beta=1.5)
+    torch.testing.assert_close(fixed.gamma(), torch.full((2,), 0.3))
+    torch.testing.assert_close(fixed.beta(), torch.full((2,), 1.5))
+    assert fixed.gamma_logit is None and fixed.beta_log is None
+    assert ContextualMemory(4, 2, leak=False).leak() is None
+    assert ContextualMemory(4, 2, normalise=False).alpha_log is None
+    assert ContextualMemory(4, 2).hook_points() == ["keys", "values", "weights", "outputs"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(d=8, units=0), r"^units must be in \[1, inf\], got 0$"),
+    (dict(d=8, units=2, width=0), r"^width must be in \[1, inf\], got 0$"),
+    (dict(d=8, units=2, window=1), r"^window must be in \[2, inf\], got 1$"),
+    (dict(d=8, units=2, lag=(0, 3)), r"^lag must be in \[1, inf\], got 0$"),
+    (dict(d=8, units=2, lag=(3, 2)), r"^lag must be in \[3, inf\], got 2$"),
+    (dict(d=6, units=2, complex_maps=True), r"^complex maps need an even unit width \(whole 2×2 blocks per unit\), got 3$"),
+    (dict(d=4, units=8), r"^units must be <= d so that each unit has width >= 1, got d=4, units=8$"),
+])
+def test_bad_construction_names_the_parameter_and_range(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ContextualMemory(**kwargs)
+    # The ends of each range are accepted.
+    ContextualMemory(8, 2, width=1, window=2, lag=(1, 1))
+    ContextualMemory(4, 4)

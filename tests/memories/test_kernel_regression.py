@@ -1,12 +1,14 @@
 """Examples and validation for the reference memory (the claims themselves are in tests/property)."""
 
 import math
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from sandbox.memories import (
+    GaussianKernel,
     NadarayaWatson,
     causal_kernel_regression,
     kernel_regression,
@@ -166,12 +168,14 @@ def test_memory_modules_from_the_environment_register(tmp_path, monkeypatch):
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("SANDBOX_MEMORY_MODULES", "my_kernels")
+    monkeypatch.delitem(sys.modules, "my_kernels", raising=False)  # imported afresh, even on a second run
     from sandbox.registry import _MEMORIES, list_memories
 
     try:
         assert "test_env_variant" in list_memories()
     finally:
         _MEMORIES.pop("test_env_variant", None)
+        sys.modules.pop("my_kernels", None)
 
 
 def test_edge_cases_are_named_errors():
@@ -191,3 +195,122 @@ def test_edge_cases_are_named_errors():
     for bandwidth in (1e-150, 1e150):  # extreme but representable: fitted without error
         model = NadarayaWatson(bandwidth=bandwidth).fit(np.arange(3.0), np.arange(3.0))
         assert 0 < model.beta_ < math.inf and np.isfinite(model.predict(np.array([0.5]))).all()
+
+
+def test_every_input_must_share_the_dtype_and_device_of_the_queries():
+    from sandbox.validation import trusted_inputs
+
+    q, k, v = torch.randn(3, 2), torch.randn(4, 2), torch.randn(4, 1)
+    with pytest.raises(TypeError, match=r"^keys must have the dtype of queries \(torch.float32\), got torch.float64$"):
+        kernel_regression(q, k.double(), v, 1.0)
+    # A second device without a GPU: the meta device (its tensors cannot be scanned for NaN, so trusted).
+    with trusted_inputs():
+        for name, args in (("keys", (k.to("meta"), v.to("meta"))), ("values", (k, v.to("meta")))):
+            with pytest.raises(ValueError, match=rf"^{name} must be on the device of queries \(cpu\), got meta$"):
+                kernel_regression(q, *args, 1.0)
+
+
+def test_a_mask_that_is_not_a_bool_tensor_is_named():
+    q, k, v = torch.randn(3, 2), torch.randn(4, 2), torch.randn(4, 1)
+    with pytest.raises(TypeError, match=r"^mask must be a bool tensor \(True = may attend\), got list$"):
+        kernel_regression(q, k, v, 1.0, mask=[[True] * 4] * 3)
+    with pytest.raises(TypeError, match=r"^mask must be a bool tensor \(True = may attend\), got Tensor of dtype torch.float32$"):
+        kernel_regression(q, k, v, 1.0, mask=torch.ones(3, 4))
+
+
+def test_an_empty_stream_refuses_to_answer():
+    stream = GaussianKernel().stream(torch.zeros(1, 1), 1.0)
+    with pytest.raises(ValueError, match=r"^the memory is empty: store at least one \(key, value\) pair before querying$"):
+        stream.outputs()
+
+
+@pytest.mark.parametrize("gives_up", [{11: "beyond the claims"}, {0: "no claim 0"}, {1: ""}, {1: None}])
+def test_a_kernel_must_give_up_known_claims_with_a_reason(gives_up):
+    from sandbox.memories import Kernel
+
+    with pytest.raises(ValueError, match=r"^Broken.gives_up must map claim numbers \[1, 2, 3, 4, 5, 6, 7, 8, 9, 10\] "
+                                         r"to a non-empty reason, got "):
+        type("Broken", (Kernel,), {"gives_up": gives_up})
+    assert type("Fine", (Kernel,), {"gives_up": {10: "a reason"}}).gives_up == {10: "a reason"}
+
+
+def test_nadaraya_watson_beta_grid_by_hand():
+    # Keys 0, 1, 3, 10: the 16 squared distances (4 zeros on the diagonal, then 1, 1, 4, 4, 9, 9, 49, 49,
+    # 81, 81, 100, 100) have median 4 (torch takes the lower middle); the nearest-neighbour squared
+    # distances 1, 1, 4, 49 have median 1. So β runs log-evenly from 0.01 / 4 to 10 / 1.
+    model = NadarayaWatson(beta=1.0).fit(np.array([0.0, 1.0, 3.0, 10.0]), np.zeros(4))
+    grid = model.beta_grid()
+    np.testing.assert_allclose(grid, np.logspace(np.log10(0.0025), 1.0, 40), rtol=1e-12)
+    assert len(model.beta_grid(size=5)) == 5
+    # All keys equal: every β gives the same fit, so the grid is the single β = 1.
+    assert NadarayaWatson(beta=1.0).fit(np.full(3, 2.0), np.zeros(3)).beta_grid().tolist() == [1.0]
+
+
+def test_nadaraya_watson_leave_one_out_scores_by_hand():
+    # Each pair is predicted from the other pairs alone: f_-i = Σ_{j≠i} e^{-β(x_i - x_j)²} y_j / Σ_{j≠i} e^{...}.
+    x, y = np.array([0.0, 1.0, 3.0, 10.0]), np.array([1.0, -2.0, 0.5, 4.0])
+    model = NadarayaWatson().fit(x, y)
+    assert list(model.cv_scores_) == model.beta_grid().tolist()
+    for beta, score in model.cv_scores_.items():
+        errors = []
+        for i in range(4):
+            w = [math.exp(-beta * (x[i] - x[j]) ** 2) if j != i else 0.0 for j in range(4)]
+            errors.append((sum(wj * yj for wj, yj in zip(w, y)) / sum(w) - y[i]) ** 2)
+        assert score == pytest.approx(sum(errors) / 4, rel=1e-9, abs=1e-300), beta
+    assert model.beta_ == min(model.cv_scores_, key=model.cv_scores_.get)
+
+
+def test_nadaraya_watson_takes_lists_and_integer_queries():
+    model = NadarayaWatson(beta=1.0).fit([0.0, 1.0], [0.0, 1.0])  # plain lists, as numpy
+    # The query at 0 weighs the keys 0 and 1 as 1 : e^-1.
+    expected = torch.tensor([math.exp(-1) / (1 + math.exp(-1)), 1 / (1 + math.exp(-1))], dtype=torch.float64)
+    out = model.predict(torch.tensor([0, 1]))  # integer queries come back as float64
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(model.predict([0.0, 1.0]), expected.numpy(), rtol=0, atol=1e-15)
+
+
+def test_sequence_forms_on_two_dimensional_keys_and_on_the_keys_device():
+    from sandbox.memories.kernel_regression import strict_past_mask
+    from sandbox.validation import trusted_inputs
+
+    kernel = GaussianKernel()
+    k, v = torch.randn(5, 2, dtype=f64), torch.randn(5, 3, dtype=f64)
+    beta = torch.tensor([0.5, 1.0, 2.0, 4.0, 8.0], dtype=f64)  # one β per query position
+    out = kernel.causal_varying(k, v, beta)  # (T, dv)
+    assert torch.equal(out[0], torch.zeros(3, dtype=f64))
+    for t in range(1, 5):
+        torch.testing.assert_close(out[t], kernel_regression(k[t:t + 1], k[:t], v[:t], float(beta[t]))[0], rtol=0, atol=1e-15)
+    # The strict-past mask is made on the keys' device (the meta device stands for a GPU here).
+    with trusted_inputs():
+        meta_k, meta_v = k.to("meta"), v.to("meta")
+        assert kernel.causal(meta_k, meta_v, 1.0).device.type == "meta"
+        assert kernel.causal_varying(meta_k, meta_v, beta.to("meta")).device.type == "meta"
+    assert strict_past_mask(3, device="meta").device.type == "meta"
+    for call in (lambda: kernel.causal(k[0], v, 1.0), lambda: kernel.causal_varying(k[0], v, beta)):
+        with pytest.raises(ValueError, match=r"^keys must have at least 2 dimensions, got shape \(2,\)$"):
+            call()
+    for call in (lambda: strict_past_mask(3, exclude_current="no"), lambda: kernel.causal(k, v, 1.0, exclude_current="no")):
+        with pytest.raises(TypeError, match=r"^exclude_current must be True or False, got 'no'$"):
+            call()
+
+
+def test_streaming_checks_its_inputs_by_name():
+    kernel = GaussianKernel()
+    with pytest.raises(ValueError, match=r"^queries must have at least 2 dimensions, got shape \(2,\)$"):
+        kernel.stream(torch.zeros(2), 1.0)
+    with pytest.raises(ValueError, match=r"^beta must be finite and > 0, got 0.0$"):
+        kernel.stream(torch.zeros(1, 2), 0.0)
+    stream = kernel.stream(torch.zeros(1, 2), 1.0)
+    with pytest.raises(ValueError, match="^keys and values must hold the same number of pairs N"):
+        stream.store(torch.zeros(3, 2), torch.zeros(2, 1))
+
+
+def test_kernel_weights_by_hand_with_a_mask_and_checked_values():
+    # q = 0, keys 0, 1, 2, β = ln 2: w ∝ (1, 1/2, 1/16); the mask hides the key at 1.
+    q, k = torch.zeros(1, 1, dtype=f64), torch.tensor([[0.0], [1.0], [2.0]], dtype=f64)
+    mask = torch.tensor([[True, False, True]])
+    w = kernel_weights(q, k, None, math.log(2), mask=mask)
+    torch.testing.assert_close(w, torch.tensor([[16 / 17, 0.0, 1 / 17]], dtype=f64), rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="^keys and values must hold the same number of pairs N"):
+        kernel_weights(q, k, torch.zeros(2, 1, dtype=f64), 1.0)
