@@ -10,11 +10,17 @@ from sandbox.config import RunConfig
 from sandbox.train import build
 
 
+_TINY: dict[str, object] = {}  # family -> its tiny output directory, computed once per test session
+
+
 def run_tiny(tmp_path_factory, family: str):
-    """Compute and plot `family` with the tiny preset; return its output directory."""
-    out = tmp_path_factory.mktemp("figures")
-    assert main(["figures", family, "--preset", "tiny", "--out", str(out), "--no-progress"]) == 0
-    return out / family
+    """Compute and plot `family` with the tiny preset, once per test session (the family's tests and the
+    gallery's share it; each family's output directory holds that family alone); return its directory."""
+    if family not in _TINY:
+        out = tmp_path_factory.mktemp("figures")
+        assert main(["figures", family, "--preset", "tiny", "--out", str(out), "--no-progress"]) == 0
+        _TINY[family] = out / family
+    return _TINY[family]
 
 
 def load_run(run_dir):
