@@ -314,3 +314,24 @@ def test_kernel_weights_by_hand_with_a_mask_and_checked_values():
     torch.testing.assert_close(w, torch.tensor([[16 / 17, 0.0, 1 / 17]], dtype=f64), rtol=0, atol=1e-15)
     with pytest.raises(ValueError, match="^keys and values must hold the same number of pairs N"):
         kernel_weights(q, k, torch.zeros(2, 1, dtype=f64), 1.0)
+
+
+def test_a_beta_tensor_follows_the_queries_dtype_and_device():
+    from sandbox.validation import trusted_inputs
+
+    q, k, v = torch.randn(2, 3, 2), torch.randn(2, 4, 2), torch.randn(2, 4, 1)
+    beta = torch.tensor([0.5, 2.0], dtype=f64)  # float64 β with float32 inputs: computed in float32
+    out = kernel_regression(q, k, v, beta)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, kernel_regression(q, k, v, beta.float()), rtol=0, atol=0)
+    with trusted_inputs():  # a β on the CPU with inputs on another device (meta stands for a GPU)
+        meta = kernel_regression(q.to("meta"), k.to("meta"), v.to("meta"), torch.tensor([0.5, 2.0]))
+    assert meta.device.type == "meta"
+
+
+def test_weights_alone_check_the_mask():
+    q, k = torch.randn(3, 2), torch.randn(4, 2)
+    with pytest.raises(TypeError, match=r"^mask must be a bool tensor \(True = may attend\), got Tensor of dtype torch.float32$"):
+        GaussianKernel().weights(q, k, 1.0, mask=torch.ones(3, 4))
+    with pytest.raises(ValueError, match=r"^mask must broadcast to \(..., Tq, N\) = \(3, 4\), got \(3, 5\)$"):
+        GaussianKernel().logits(q, k, 1.0, mask=torch.ones(3, 5, dtype=torch.bool))
