@@ -1,13 +1,13 @@
 """Shared test set-up: hypothesis profiles and the Agg backend.
 
 HYPOTHESIS_PROFILE=slow draws ten times more examples at random; HYPOTHESIS_PROFILE=mutation draws a quarter
-of the `ci` examples, for the many reruns of mutation testing. The default `ci` profile is derandomized:
-the same examples on every run, so a declared give-up (a strict expected failure) fails the same way
-in CI as here instead of passing when a random draw misses its counterexample. It does not shrink a
-failing example: a test fails on the same examples either way, and shrinking, which reruns the test
-hundreds of times, is what made the expected failures (a kernel's given-up claims, the broken memories
-of tests/property) the slowest tests of the suite. The `slow` profile shrinks, for a minimal
-counterexample to debug with.
+of the `ci` examples, unshrunk like them, for the many reruns of mutation testing
+(tests/mutation/README.md). The default `ci` profile is derandomized: the same examples on every run, so a
+declared give-up (a strict expected failure) fails the same way in CI as here instead of passing when a
+random draw misses its counterexample. It does not shrink a failing example: a test fails on the same
+examples either way, and shrinking, which reruns the test hundreds of times, is what made the expected
+failures (a kernel's given-up claims, the broken memories of tests/property) the slowest tests of the suite.
+The `slow` profile shrinks, for a minimal counterexample to debug with.
 """
 
 import math
@@ -27,7 +27,8 @@ settings.register_profile(
     "slow", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.register_profile(  # mutation testing (tests/mutation/README.md): each surviving mutant reruns the claims
-    "mutation", max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+    "mutation", max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

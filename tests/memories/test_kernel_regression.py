@@ -335,3 +335,39 @@ def test_weights_alone_check_the_mask():
         GaussianKernel().weights(q, k, 1.0, mask=torch.ones(3, 4))
     with pytest.raises(ValueError, match=r"^mask must broadcast to \(..., Tq, N\) = \(3, 4\), got \(3, 5\)$"):
         GaussianKernel().logits(q, k, 1.0, mask=torch.ones(3, 5, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("name", ["queries", "keys", "values"])
+def test_each_input_is_checked_under_its_own_name(name):
+    inputs = dict(queries=torch.randn(5, 2), keys=torch.randn(4, 2), values=torch.randn(4, 1))
+    one_dimensional = inputs | {name: inputs[name][0]}
+    shape = tuple(inputs[name][0].shape)
+    with pytest.raises(ValueError, match=rf"^{name} must have at least 2 dimensions, got shape \({shape[0]},\)$"):
+        kernel_regression(*one_dimensional.values(), 1.0)
+    with_nan = inputs | {name: inputs[name] * float("nan")}
+    with pytest.raises(ValueError, match=rf"^{name} contains NaN or infinite entries$"):
+        kernel_regression(*with_nan.values(), 1.0)
+    integer = inputs | {name: inputs[name].long()}
+    with pytest.raises(TypeError, match=rf"^{name} must be a floating-point tensor, got dtype torch.int64$"):
+        kernel_regression(*integer.values(), 1.0)
+
+
+def test_shape_errors_name_every_shape_involved():
+    q, k, v = torch.randn(2, 5, 2), torch.randn(2, 4, 2), torch.randn(2, 4, 1)
+    cases = [
+        ((q, k, v[:, :3], 1.0), r"keys and values must hold the same number of pairs N, got keys (2, 4, 2) (N=4) "
+                                r"and values (2, 3, 1) (N=3)"),
+        ((q, k[..., :1], v, 1.0), "queries and keys must share the key dimension dk, got queries (2, 5, 2) and keys (2, 4, 1)"),
+        ((q, k[:1].expand(3, 4, 2), v, 1.0),
+         "batch dimensions (all but the last two) must broadcast, got queries (2, 5, 2), keys (3, 4, 2), values (2, 4, 1)"),
+        ((q, k, v, torch.ones(3)), "beta must be a float or a tensor broadcastable to the batch dimensions (2,), got shape (3,)"),
+        ((q, k, v, 0.0), "beta must be finite and > 0, got 0.0"),
+        ((q, k[:, :0], v[:, :0], 1.0), "keys must hold at least one pair (N >= 1), got shape (2, 0, 2)"),
+    ]
+    for args, message in cases:
+        with pytest.raises(ValueError) as caught:
+            kernel_regression(*args)
+        assert str(caught.value) == message
+    with pytest.raises(ValueError) as caught:
+        kernel_regression(q, k, v, 1.0, mask=torch.ones(2, 5, 3).bool())
+    assert str(caught.value) == "mask must broadcast to (..., Tq, N) = (2, 5, 4), got (2, 5, 3)"
