@@ -284,7 +284,10 @@ class ContextualMemory(HookPoints, nn.Module):
         """(B, U, Tq, h) outputs of the kernel for queries (B, U, Tq, h) over pairs (B, U, N, h);
         `pairs` (Tq,): how many pairs each query sees (for an adaptive β)."""
         beta = self.beta(pairs).to(queries.dtype)  # (U,) or (U, Tq)
-        if beta.dim() == 2:  # one β per query: Tq one-query problems side by side
+        if beta.dim() == 2 and path == "fast":  # one β per query: the kernel's own form (β folded into q)
+            with trusted_inputs():
+                return self.kernel.retrieve_varying(queries, keys, values, beta, mask=mask)
+        if beta.dim() == 2:  # the definition: Tq one-query problems side by side
             queries, keys, values = queries[..., :, None, :], keys[..., None, :, :], values[..., None, :, :]
             mask = None if mask is None else mask[..., :, None, :]
             return self.retrieve_with(queries, keys, values, beta, mask, path)[..., 0, :]

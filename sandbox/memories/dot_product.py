@@ -38,13 +38,12 @@ class DotProductKernel(Kernel):
     def retrieve(self, queries, keys, values, beta, *, mask=None):
         check_memory_args(queries, keys, values, beta, mask)
         self.check(queries, keys)
-        scaled = queries * (2 * as_beta(beta, queries))  # (..., Tq, dk): the scale 2β folded in
-        if mask is None:
-            return F.scaled_dot_product_attention(scaled, keys, values, scale=1.0)
-        # A row with no admissible key would come back NaN: let it see every key, then zero it.
-        admissible = mask.any(-1, keepdim=True)  # (..., Tq, 1)
-        out = F.scaled_dot_product_attention(scaled, keys, values, attn_mask=mask | ~admissible, scale=1.0)
-        return torch.where(admissible, out, torch.zeros_like(out))
+        return masked_attention(queries * (2 * as_beta(beta, queries)), keys, values, mask)  # the scale 2β folded in
+
+    def retrieve_varying(self, queries, keys, values, beta, *, mask=None):
+        check_memory_args(queries, keys, values, beta[..., 0], mask)
+        self.check(queries, keys)
+        return masked_attention(queries * (2 * beta[..., None]), keys, values, mask)  # β of query t folded into it
 
     def causal(self, keys, values, beta, *, exclude_current=True):
         check_memory_args(keys, keys, values, beta)
@@ -58,6 +57,16 @@ class DotProductKernel(Kernel):
         check_memory_args(keys, keys, values, beta[..., 0])
         self.check(keys, keys)
         return strict_past_attention(keys * (2 * beta[..., None]), keys, values)  # β_t folded into query t
+
+
+def masked_attention(scaled, keys, values, mask) -> torch.Tensor:
+    """(..., Tq, dv) softmax(scaled·kᵀ) v over the admissible keys; zero where a query has none."""
+    if mask is None:
+        return F.scaled_dot_product_attention(scaled, keys, values, scale=1.0)
+    # A row with no admissible key would come back NaN: let it see every key, then zero it.
+    admissible = mask.any(-1, keepdim=True)  # (..., Tq, 1)
+    out = F.scaled_dot_product_attention(scaled, keys, values, attn_mask=mask | ~admissible, scale=1.0)
+    return torch.where(admissible, out, torch.zeros_like(out))
 
 
 def strict_past_attention(queries, keys, values) -> torch.Tensor:

@@ -160,6 +160,13 @@ class Kernel:
         mask = strict_past_mask(keys.shape[-2], exclude_current=exclude_current, device=keys.device)
         return self.retrieve(keys, keys, values, beta, mask=mask)
 
+    def retrieve_varying(self, queries, keys, values, beta: torch.Tensor, *, mask=None) -> torch.Tensor:
+        """(..., Tq, dv) outputs with one β per query: beta (..., Tq) broadcasting against the batch and
+        time of queries (..., Tq, dk). Written as Tq one-query problems side by side."""
+        mask = None if mask is None else mask[..., :, None, :]  # (..., Tq, 1, N)
+        out = self.retrieve(queries[..., :, None, :], keys[..., None, :, :], values[..., None, :, :], beta, mask=mask)
+        return out[..., 0, :]
+
     def causal_varying(self, keys, values, beta: torch.Tensor) -> torch.Tensor:
         """Strict-past sequence form with one β per query position: beta (..., T) broadcasting against
         the batch and time of keys (..., T, dk). Written as T one-query problems side by side."""
