@@ -75,6 +75,12 @@ def tuning_runs(preset: dict) -> dict:
     return {name: (lambda lr, name=name: run_config(preset, name, n, lr, Path("."))) for name in ("mosaic", "gpt")}
 
 
+def test_scores(model, task, batch_size: int, device) -> dict:
+    """Test metrics (accuracy, TVD, loss) over every test sequence of `task`, in batches of `batch_size`."""
+    every_test_sequence = math.ceil(len(task.sets["test"].automata) / batch_size)
+    return evaluate(model, task, TrainConfig(batch_size=batch_size, eval_batches=every_test_sequence), device, split="test")
+
+
 def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
     out = Path(out)
     runs = []
@@ -84,9 +90,7 @@ def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
         lr = model_lr(preset, name, preset["lr"])
         start = time.perf_counter()
         result = train(run_config(preset, name, n, lr, out, seed), progress=progress, overwrite=True)
-        every_test_sequence = math.ceil(preset["eval_automata"] / preset["batch_size"])
-        test = evaluate(result.model, result.task, TrainConfig(batch_size=preset["batch_size"],
-                        eval_batches=every_test_sequence), next(result.model.parameters()).device, split="test")
+        test = test_scores(result.model, result.task, preset["batch_size"], next(result.model.parameters()).device)
         runs.append({"model": name, "automata": n, "seed": seed, "steps": steps, "lr": lr, "accuracy": test["accuracy"],
                      "tvd": test["tvd"], "wall_seconds": time.perf_counter() - start})
         print(f"  {name} N={n} seed {seed}: test accuracy {test['accuracy']:.3f}, TVD {test['tvd']:.3f}")

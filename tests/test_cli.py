@@ -296,7 +296,7 @@ def test_fuzz_bad_config_files_are_one_line_and_exit_2(config, tmp_path, capsys,
 
 SHORTER = {"three-moons": {"steps": 2, "contexts": [20]}, "regular-languages": {"steps": 2, "automata": [20]},
            "induction-heads": {"steps": 2, "compare_steps": 2, "eval_every": 1, "freeze_until": 1},
-           "variants": {"steps": 2, "models": ["mosaic v1"]}}
+           "variants": {"steps": 2, "models": ["mosaic_v1"]}}
 
 
 @pytest.mark.parametrize("family", sorted(SHORTER))
