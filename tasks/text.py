@@ -129,6 +129,8 @@ class TextTask(Task):
 
     def decode(self, ids) -> str:
         """The text of token ids (bytes that are not valid UTF-8 show as U+FFFD)."""
+        if isinstance(ids, (torch.Tensor, np.ndarray)):
+            ids = ids.tolist()  # one conversion: element by element, a corpus split took half a minute
         ids = [int(i) for i in ids]
         if self.vocab is None:
             return bytes(ids).decode("utf-8", errors="replace")
