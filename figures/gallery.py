@@ -16,7 +16,6 @@ import argparse
 import importlib
 import json
 import os
-import platform
 import shutil
 from pathlib import Path
 
@@ -32,9 +31,11 @@ def family_section(name: str, results_dir: Path, images_dir: Path, page_dir: Pat
     timing = json.loads((results_dir / "timing.json").read_text())
     target = images_dir / name / timing["preset"]
     target.mkdir(parents=True, exist_ok=True)
+    where = f"on {timing['machine']}" if "machine" in timing else "on the machine named above"
+    jobs = f" --jobs {timing['jobs']}" if timing.get("jobs", 1) > 1 else ""
     lines = [f"## {name} ({timing['preset']} preset)", "", " ".join(module.__doc__.strip().split("\n\n")[0].split()), "",
-             f"Made by `sandbox figures {name} --preset {timing['preset']}` in "
-             f"{timing['wall_seconds'] / 60:.1f} min of wall time on the machine named above. Preset settings: "
+             f"Made by `sandbox figures {name} --preset {timing['preset']}{jobs}` in "
+             f"{timing['wall_seconds'] / 60:.1f} min of wall time {where}. Preset settings: "
              f"`{json.dumps(results['preset'], separators=(', ', ': '))}`.", ""]
     for png in sorted(results_dir.glob("*.png")):
         shutil.copyfile(png, target / png.name)
@@ -55,13 +56,13 @@ def table_row(row: tuple) -> str:
 
 
 def build_page(results_roots: list[Path], images_dir: Path, page: Path) -> str:
-    import torch
-
     present = [root / name for name in FAMILIES for root in results_roots if (root / name / "results.json").exists()]
     if not present:
         shown = ", ".join(str(r) for r in results_roots)
         raise ValueError(f"--results: no figure results under {shown}; run `sandbox figures all` first")
-    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, torch {torch.__version__}"
+    from sandbox.commands.figures import machine
+
+    machine = machine()
     header = [
         "# Figures", "",
         "One script per published figure family (docs/), all training through the shared engine.",
@@ -69,7 +70,8 @@ def build_page(results_roots: list[Path], images_dir: Path, page: Path) -> str:
         "the saved results, so `sandbox figures all --plot-only --out figures/out` redraws without training.", "",
         "Presets: `tiny` (the tests, seconds), `quick` (a 2-core CPU), `paper` (the published settings; use a GPU).",
         "This page is written by `python -m figures.gallery --results figures/out ...` from saved results;",
-        f"the images below are copies kept in `figures/gallery/`. Machine: {machine}.", "",
+        f"the images below are copies kept in `figures/gallery/`. This page was written on: {machine}; each",
+        "section names the machine its results were computed on.", "",
         "In the tables, *published* quotes the papers' figures and numbers (docs/); *our target* is what",
         "we hold the reproduction to where the paper states no number; *ours* comes from the preset named in",
         "each section. The quick preset trains smaller",

@@ -43,7 +43,7 @@ HORIZON = 25
 LR, FINAL_LR = 1e-2, 5e-6  # the paper's: linear decay from 1e-2 to 5e-6
 # `python -m figures.tune three-moons` chooses each model's learning rate on the validation loss over this
 # grid (saved in figures/tuned/three-moons.json); the decay still ends at 5e-6.
-TUNING = {"grid": [3e-3, 1e-2, 3e-2, 1e-1], "metric": "loss", "higher_is_better": False}
+TUNING = {"grid": [3e-3, 1e-2, 3e-2, 1e-1, 3e-1], "metric": "loss", "higher_is_better": False}
 
 
 def model_name(units: int) -> str:

@@ -23,6 +23,18 @@ def _families() -> dict:
     return FAMILIES
 
 
+def machine() -> str:
+    """The machine a figure was computed on, as the gallery prints it: CPU, cores, Python, torch, GPU."""
+    import os
+    import platform
+
+    import torch
+
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+            f"torch {torch.__version__}{gpu}")
+
+
 def add_arguments(parser) -> None:
     names = ["all", *_families()]
     parser.add_argument("family", choices=names, help="which figure family (all = every one)")
@@ -81,7 +93,8 @@ def run(args) -> int:
                 if args.jobs > 1:
                     print(f"[{name}] runs its models one after the other (its compute takes no --jobs)")
                 module.compute(preset, out, progress=progress)
-            write_json(out / "timing.json", {"preset": args.preset, "wall_seconds": time.perf_counter() - start})
+            write_json(out / "timing.json", {"preset": args.preset, "wall_seconds": time.perf_counter() - start,
+                                             "machine": machine(), "jobs": args.jobs})
             paths = module.plot(out)
         else:
             paths = _plot_saved(module, out)

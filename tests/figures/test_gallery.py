@@ -27,6 +27,10 @@ def test_page_shows_each_picture_and_the_numbers_table(results_root, tmp_path):
     for quantity, ours, published, target in rows:
         assert f"| {quantity} | {ours} | {published} | {target} |" in text
     assert "--preset tiny" in text and "min of wall time" in text
+    from sandbox.commands.figures import machine
+
+    timing = json.loads((results_root / "three-moons" / "timing.json").read_text())
+    assert timing["machine"] == machine() and f"min of wall time on {machine()}." in text  # where it was computed
     assert "## induction-heads" not in text  # families without results are left out, and named as such
     from figures import FAMILIES
 
