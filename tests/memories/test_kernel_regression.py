@@ -371,3 +371,72 @@ def test_shape_errors_name_every_shape_involved():
     with pytest.raises(ValueError) as caught:
         kernel_regression(q, k, v, 1.0, mask=torch.ones(2, 5, 3).bool())
     assert str(caught.value) == "mask must broadcast to (..., Tq, N) = (2, 5, 4), got (2, 5, 3)"
+
+
+def test_nadaraya_watson_beta_grid_with_duplicated_keys():
+    # Keys 0, 0, 1, 3, 10: the 25 squared distances are seven zeros, then 1 (4 times), 4 (twice), 9 (4),
+    # 49 (2), 81 (2), 100 (4): median 4. Nearest neighbours 0, 0, 1, 4, 49: a duplicate is not a
+    # neighbour, so the median is over 1, 4, 49: 4. β runs from 0.01 / 4 to 10 / 4.
+    grid = NadarayaWatson(beta=1.0).fit(np.array([0.0, 0.0, 1.0, 3.0, 10.0]), np.zeros(5)).beta_grid()
+    np.testing.assert_allclose(grid, np.logspace(np.log10(0.0025), np.log10(2.5), 40), rtol=1e-12)
+    # Keys 0, 0, 1, 1, 3, 3: every key has a duplicate, so there is no nearest-neighbour distance and the
+    # spread (twelve zeros, then 1, 4, 9 eight times each: median 1) sets both ends.
+    grid = NadarayaWatson(beta=1.0).fit(np.repeat([0.0, 1.0, 3.0], 2), np.zeros(6)).beta_grid()
+    np.testing.assert_allclose(grid, np.logspace(-2.0, 1.0, 40), rtol=1e-12)
+    assert NadarayaWatson(beta=1.0).fit(np.array([5.0]), np.zeros(1)).beta_grid().tolist() == [1.0]  # one key
+    # Two pairs: each is predicted from the other alone whatever β, so cross-validation has one candidate.
+    model = NadarayaWatson().fit(np.array([0.0, 1.0]), np.array([0.0, 1.0]))
+    assert model.cv_scores_ == {1.0: 1.0} and model.beta_ == 1.0
+
+
+def test_nadaraya_watson_beta_grid_is_the_same_on_every_fit():
+    # Past 2048 keys the spread is measured on a subsample, drawn from a fixed seed.
+    x = np.random.default_rng(0).uniform(0, 1, (2100, 1))
+    grids = [NadarayaWatson(beta=1.0).fit(x, np.zeros(2100)).beta_grid() for _ in range(2)]
+    assert np.array_equal(grids[0], grids[1])
+
+
+def test_nadaraya_watson_errors_are_named_whole():
+    cases = [
+        (lambda: NadarayaWatson().fit("abc", np.zeros(3)), TypeError, "keys must be a numpy array or a torch tensor, got str"),
+        (lambda: NadarayaWatson().fit(np.zeros(3), "abc"), TypeError, "values must be a numpy array or a torch tensor, got str"),
+        (lambda: NadarayaWatson(beta=1.0).fit(np.zeros(3), np.zeros(3)).predict("abc"), TypeError,
+         "queries must be a numpy array or a torch tensor, got str"),
+        (lambda: NadarayaWatson().fit(np.zeros(0), np.zeros(0)), ValueError, "keys must hold at least one row, got shape (0, 1)"),
+        (lambda: NadarayaWatson().fit(np.zeros(3), np.zeros(4)), ValueError,
+         "keys and values must have the same number of rows, got 3 and 4"),
+        (lambda: NadarayaWatson(beta=1.0, bandwidth=1.0), ValueError,
+         "give at most one of beta and bandwidth (beta = 1 / (2 bandwidth²))"),
+        (lambda: NadarayaWatson().predict(np.zeros(1)), ValueError,
+         "this NadarayaWatson is not fitted yet: call .fit(keys, values) first"),
+        (lambda: NadarayaWatson().fit(np.zeros(1), np.zeros(1)), ValueError,
+         "leave-one-out cross-validation needs at least 2 pairs; give beta or bandwidth"),
+    ]
+    for make, error, message in cases:
+        with pytest.raises(error) as caught:
+            make()
+        assert str(caught.value) == message
+
+
+def test_nadaraya_watson_keeps_the_value_columns():
+    x = np.linspace(0, 1, 6)
+    y = np.stack([x, -2 * x], 1)  # (n, 2)
+    out = NadarayaWatson(beta=4.0).fit(x, y).predict(np.array([0.5]))
+    assert out.shape == (1, 2)
+    np.testing.assert_allclose(out[0, 1], -2 * out[0, 0], rtol=1e-14)
+
+
+def test_nadaraya_watson_leave_one_out_in_chunks_equals_the_whole_matrix(monkeypatch):
+    # Chunks of 7 query rows (1024 in use; smaller here to keep the test fast): 30 pairs are 5 chunks.
+    import sandbox.memories.nadaraya_watson as module
+
+    monkeypatch.setattr(module, "_QUERY_CHUNK", 7)
+    rng = np.random.default_rng(1)
+    x, y = rng.uniform(0, 1, 30), rng.standard_normal(30)
+    model = NadarayaWatson().fit(x, y)
+    sq = (x[:, None] - x[None, :]) ** 2  # (n, n)
+    for beta, score in model.cv_scores_.items():
+        logits = -beta * sq
+        np.fill_diagonal(logits, -np.inf)
+        w = np.exp(logits - logits.max(1, keepdims=True))
+        assert score == pytest.approx(np.mean((w @ y / w.sum(1) - y) ** 2), rel=1e-9), beta
