@@ -77,8 +77,8 @@ def validation_score(config: dict, metric: str, over: str, progress: bool | None
 
 
 def _best(validation: dict, higher: bool) -> float:
-    """The learning rate with the best finite validation number ({"lr": value}); NaN (diverged) never wins."""
-    finite = {lr: value for lr, value in validation.items() if math.isfinite(value)}
+    """The learning rate with the best finite validation number ({"lr": value}); NaN or None (diverged) never wins."""
+    finite = {lr: value for lr, value in validation.items() if value is not None and math.isfinite(value)}
     if not finite:
         raise ValueError(f"every learning rate of the grid diverged: {sorted(validation)}; choose a lower grid")
     return float((max if higher else min)(finite, key=finite.get))
@@ -115,7 +115,9 @@ def tune(family: str, preset_name: str, out: Path, progress: bool | None = None,
     for model in dict.fromkeys(model for model, _ in runs):
         validation = {f"{lr:g}": scores[model, lr] for lr in grid}
         best = _best(validation, higher)
-        models[model] = {"lr": best, "validation": validation}
+        # a diverged run is saved as null: JSON has no NaN
+        models[model] = {"lr": best, "validation": {lr: (value if math.isfinite(value) else None)
+                                                    for lr, value in validation.items()}}
         print(f"  {family} {model}: validation {metric} ({over}) "
               + ", ".join(f"lr {lr}: {value:.4f}" for lr, value in validation.items()) + f"; chose lr {best:g}")
     path = tuned_file(family, root)

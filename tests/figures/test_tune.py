@@ -78,3 +78,15 @@ def test_a_diverged_run_scores_nan_and_never_wins(tmp_path):
     assert tune._best({"0.001": 0.2, "0.01": float("nan"), "0.1": 0.1}, higher=False) == 0.1
     with pytest.raises(ValueError, match="every learning rate of the grid diverged"):
         tune._best({"0.001": float("nan")}, higher=True)
+
+
+def test_a_grid_with_a_diverging_rate_saves_it_as_null_and_chooses_among_the_others(tmp_path, monkeypatch):
+    monkeypatch.setitem(three_moons.PRESETS, "tiny", {**three_moons.PRESETS["tiny"], "steps": 4})
+    monkeypatch.setitem(three_moons.TUNING, "grid", [1e-3, 1e-2, 1e30])
+    choice = tune.tune("three-moons", "tiny", tmp_path / "runs", progress=False, root=tmp_path)
+    saved = json.loads(tune.tuned_file("three-moons", tmp_path).read_text())["tiny"]
+    for model, entry in saved["models"].items():
+        assert entry["validation"]["1e+30"] is None and entry["lr"] in (1e-3, 1e-2)
+        finite = {lr: v for lr, v in entry["validation"].items() if v is not None}
+        assert entry["validation"][f"{entry['lr']:g}"] == min(finite.values())
+    assert saved == choice
