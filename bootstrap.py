@@ -28,7 +28,8 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".bootstrap-stamp"
 TORCH = os.environ.get("SANDBOX_TORCH", "torch==2.13.0")
-# --jobs: the families whose runs are independent (three moons, variants) train them one process per core.
+# --jobs: the families whose runs are independent (three moons, regular languages, variants) train them
+# one process per core.
 MAIN_JOB = ["-m", "sandbox", "figures", "all", "--preset", "quick", "--out", "figures/out", "--jobs", str(os.cpu_count() or 1)]
 
 

@@ -17,6 +17,7 @@ from sandbox.analysis.seeds import mean_spread
 from sandbox.config import RunConfig, TrainConfig
 from sandbox.io import write_json
 from sandbox.models import GPTConfig, MosaicConfig
+from sandbox.pool import map_processes
 from sandbox.train import evaluate, train
 from tasks.regular_languages import RegularLanguagesConfig, ngram_baseline
 
@@ -81,19 +82,25 @@ def test_scores(model, task, batch_size: int, device) -> dict:
     return evaluate(model, task, TrainConfig(batch_size=batch_size, eval_batches=every_test_sequence), device, split="test")
 
 
-def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
+def one_run(preset: dict, name: str, n: int, seed: int, out: Path, progress: bool | None = None) -> dict:
+    """Train model `name` on N = n automata with `seed` and score it on the test automata (a worker
+    process's job with `--jobs`)."""
+    lr = model_lr(preset, name, preset["lr"])
+    start = time.perf_counter()
+    result = train(run_config(preset, name, n, lr, Path(out), seed), progress=progress, overwrite=True)
+    test = test_scores(result.model, result.task, preset["batch_size"], next(result.model.parameters()).device)
+    print(f"  {name} N={n} seed {seed}: test accuracy {test['accuracy']:.3f}, TVD {test['tvd']:.3f}")
+    return {"model": name, "automata": n, "seed": seed, "steps": steps_for(preset, n), "lr": lr,
+            "accuracy": test["accuracy"], "tvd": test["tvd"], "wall_seconds": time.perf_counter() - start}
+
+
+def compute(preset: dict, out: Path, progress: bool | None = None, jobs: int = 1) -> dict:
+    """Every (N, model, seed) run, on `jobs` processes (`sandbox.pool`), then the n-gram baselines."""
     out = Path(out)
-    runs = []
     seeds = preset.get("seeds", [0])
-    for n, name, seed in itertools.product(preset["automata"], ("mosaic", "gpt"), seeds):
-        steps = steps_for(preset, n)
-        lr = model_lr(preset, name, preset["lr"])
-        start = time.perf_counter()
-        result = train(run_config(preset, name, n, lr, out, seed), progress=progress, overwrite=True)
-        test = test_scores(result.model, result.task, preset["batch_size"], next(result.model.parameters()).device)
-        runs.append({"model": name, "automata": n, "seed": seed, "steps": steps, "lr": lr, "accuracy": test["accuracy"],
-                     "tvd": test["tvd"], "wall_seconds": time.perf_counter() - start})
-        print(f"  {name} N={n} seed {seed}: test accuracy {test['accuracy']:.3f}, TVD {test['tvd']:.3f}")
+    calls = [(preset, name, n, seed, out, progress if jobs == 1 else False)
+             for n, name, seed in itertools.product(preset["automata"], ("mosaic", "gpt"), seeds)]
+    runs = map_processes(one_run, calls, jobs)
     # Each seed has its own test automata: the baselines are averaged over the seeds' test sets.
     tasks = [RegularLanguagesConfig(train_automata=1, eval_automata=preset["eval_automata"]).build(s) for s in seeds]
     baselines = {}

@@ -134,7 +134,7 @@ def test_a_registered_variant_plugs_in_by_name():
             values.append(alpha * value / value.norm())
         expected = [torch.zeros(4, dtype=f64)]
         for t in range(1, 7):
-            w = torch.tensor([math.exp(-4 * beta * float((keys[t] - keys[s]).pow(2).sum())) for s in range(t)], dtype=f64)
+            w = torch.tensor([math.exp(-4 * beta * float((keys[t] - keys[s]).detach().pow(2).sum())) for s in range(t)], dtype=f64)
             expected.append(sum(w[s] * values[s] for s in range(t)) / w.sum())
         expected = torch.stack(expected) @ memory.out_map.weight.T  # (T, d)
         for path in ("fast", "reference"):
