@@ -1,6 +1,6 @@
 """Set up `.venv` and run the main job or the tests: the two commands of the README.
 
-    python3.11 bootstrap.py main            # set up, then reproduce the figures (quick preset, ~20 min)
+    python3.11 bootstrap.py main            # set up, then reproduce the figures (quick preset, 28.5 min measured on 2 cores)
     python3.11 bootstrap.py test            # set up, then run the test suite (what CI runs)
     python3.11 bootstrap.py test --slow     # ... including the tests marked slow
     python3.11 bootstrap.py test -- -k kernel   # anything after -- goes to pytest
@@ -28,8 +28,7 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".bootstrap-stamp"
 TORCH = os.environ.get("SANDBOX_TORCH", "torch==2.13.0")
-# --jobs: the families whose runs are independent (three moons, regular languages, variants) train them
-# one process per core.
+# --jobs: the families whose runs are independent (three moons, variants) train them one process per core.
 MAIN_JOB = ["-m", "sandbox", "figures", "all", "--preset", "quick", "--out", "figures/out", "--jobs", str(os.cpu_count() or 1)]
 
 

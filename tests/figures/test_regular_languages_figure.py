@@ -74,15 +74,3 @@ def test_quick_preset_mosaic_beats_gpt_on_100_automata(tmp_path):
     assert scores["mosaic"]["accuracy"] > max(scores["gpt"]["accuracy"] + 0.2, results["baselines"]["2-gram"]["accuracy"])
     assert scores["mosaic"]["tvd"] < scores["gpt"]["tvd"] - 0.1
 
-
-def test_runs_on_a_process_pool_give_the_serial_numbers(results_dir, tmp_path):
-    """`--jobs 2` trains the (N, model, seed) runs in two processes: the same seeds give the same scores."""
-    from sandbox.cli import main
-
-    assert main(["figures", "regular-languages", "--preset", "tiny", "--out", str(tmp_path), "--no-progress", "--jobs", "2"]) == 0
-    serial = json.loads((results_dir / "results.json").read_text())
-    pooled = json.loads((tmp_path / "regular-languages" / "results.json").read_text())
-    key = lambda r: (r["model"], r["automata"], r["seed"])  # noqa: E731
-    assert [key(r) for r in pooled["runs"]] == [key(r) for r in serial["runs"]]
-    for a, b in zip(serial["runs"], pooled["runs"]):
-        assert b["accuracy"] == pytest.approx(a["accuracy"], abs=1e-6) and b["tvd"] == pytest.approx(a["tvd"], abs=1e-6)
