@@ -127,3 +127,56 @@ def test_markov_sources_batches_have_targets_one_step_ahead():
         batch = task.batch("train", 0, 4)
         assert batch.inputs.shape[:2] == batch.targets.shape[:2] == (4, 12)
         torch.testing.assert_close(batch.inputs[:, 1:], batch.targets[:, :-1])
+
+
+def test_error_messages_are_whole():
+    with pytest.raises(ValueError, match=r"^periods must name at least one period$"):
+        OscillatorsConfig(periods=" , ")
+    with pytest.raises(ValueError, match=r"^noise applies to mode='summed' \(continuous observations\) only$"):
+        MarkovSourcesConfig(noise=0.1)
+
+
+def test_mixing_is_a_pure_function_of_the_task_seed():
+    from tasks.disentangle import orthogonal
+
+    assert torch.equal(orthogonal(5, 3), orthogonal(5, 3)) and not torch.equal(orthogonal(5, 3), orthogonal(5, 4))
+    first = OscillatorsConfig(length=4, mixing=True).build(3)
+    assert torch.equal(first.mixing, OscillatorsConfig(length=4, mixing=True).build(3).mixing)
+
+
+def test_markov_chains_are_fixed_by_the_source_seed_and_maps_have_unit_scale():
+    a, b = MarkovSourcesConfig(source_seed=7).build(0), MarkovSourcesConfig(source_seed=7).build(1)
+    torch.testing.assert_close(a.transitions, b.transitions, rtol=0, atol=0)  # shared by every task seed
+    assert not torch.equal(a.transitions, MarkovSourcesConfig(source_seed=8).build(0).transitions)
+    tokens = MarkovSourcesConfig(sources=3, states=5).build(0)
+    assert tokens.vocab_size == 15 and isinstance(tokens.vocab_size, int)
+    # Summed: each U_k e_s is a D-vector of independent N(0, 1/D) entries, so its squared norm is ~1.
+    summed = MarkovSourcesConfig(sources=4, states=8, mode="summed").build(0)
+    assert summed.maps.shape == (4, 8, 32) and summed.input_dim == summed.output_dim == 32
+    assert float(summed.maps.pow(2).sum(-1).mean()) == pytest.approx(1.0, abs=0.15)
+    torch.testing.assert_close(summed.maps, MarkovSourcesConfig(sources=4, states=8, mode="summed").build(5).maps,
+                               rtol=0, atol=0)
+
+
+def test_interleaved_tokens_are_the_chain_states_with_their_source_ids():
+    task = MarkovSourcesConfig(sources=3, states=4, length=20).build(0)
+    batch = task.batch("train", 1, 5)
+    states = batch.extras["states"]  # (B, K, n)
+    tokens = torch.cat([batch.inputs, batch.targets[:, -1:]], 1)  # (B, T+1)
+    for t in range(21):
+        assert torch.equal(tokens[:, t], states[:, t % 3, t // 3] + 4 * (t % 3))
+
+
+def test_summed_noise_is_centred_gaussian_and_part_of_the_pure_stream():
+    noisy = MarkovSourcesConfig(sources=2, states=3, mode="summed", noise=0.2, length=50).build(0)
+    clean = MarkovSourcesConfig(sources=2, states=3, mode="summed", length=50).build(0)
+    a = noisy.batch("train", 0, 64)
+    b = noisy.batch("train", 0, 64)
+    assert torch.equal(a.inputs, b.inputs) and torch.equal(a.extras["states"], b.extras["states"])
+    c = clean.batch("train", 0, 64)
+    assert torch.equal(a.extras["states"], c.extras["states"])  # the same chains, then the noise
+    noise = (a.inputs - c.inputs).double()
+    assert abs(float(noise.mean())) < 0.01 and float(noise.std()) == pytest.approx(0.2, rel=0.05)
+    assert float(noise.abs().max()) < 0.2 * 6  # Gaussian tails, not a ratio of Gaussians
+    torch.testing.assert_close(a.inputs[:, 1:], a.targets[:, :-1])
+    assert torch.equal(clean.batch("val", 3, 4).inputs, clean.batch("val", 3, 4).inputs)

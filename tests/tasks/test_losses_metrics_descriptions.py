@@ -4,6 +4,7 @@ The description is what a run saves beside its results (the ground-truth factori
 ids, the periods in steps), so each entry is compared with what the task actually generates.
 """
 
+import dataclasses
 import math
 
 import numpy as np
@@ -26,9 +27,11 @@ def one_hot_logits(targets: torch.Tensor, vocab: int, scale: float = 30.0) -> to
 
 def test_registry_lists_every_task_by_its_name():
     assert set(list_tasks()) >= {"bigram", "recall", "three_moons", "oscillators", "markov_sources",
-                                 "regular_languages"}
+                                 "regular_languages", "text"}
+    small = {"regular_languages": dict(train_automata=2, eval_automata=2)}  # the default takes 5 s to build
     for name in list_tasks():
-        assert get_task(name)().build(0).name == name
+        config = get_task(name)()  # the defaults are valid
+        assert dataclasses.replace(config, **small.get(name, {})).build(0).name == name
 
 
 def test_base_task_loss_ignores_padding_and_describes_itself():
@@ -184,6 +187,8 @@ def test_markov_sources_loss_and_description():
     info = summed.describe()
     assert info["kind"] == "continuous" and info["mode"] == "summed"
     torch.testing.assert_close(torch.tensor(info["factors"]["maps"], dtype=torch.float64), summed.maps)
+    assert set(info["factors"]) == {"maps", "observation"}
+    assert info["factors"]["observation"] == "x_t = sum_k maps[k][s_k,t]"  # the rule checked in test_disentangle
     batch = summed.batch("val", 0, 4)
     assert summed.metrics(batch.targets - 0.2, batch) == {"loss": pytest.approx(0.04, rel=1e-5)}
 
@@ -205,3 +210,14 @@ def test_regular_languages_description_and_loss():
     assert metrics["loss"] == pytest.approx(math.log(20), rel=1e-6)
     tvd = 0.5 * (torch.full((20,), 1 / 20) - batch.extras["next_dist"]).abs().sum(-1)
     assert metrics["tvd"] == pytest.approx(float(tvd[batch.extras["scored"]].mean()))
+
+
+def test_batch_to_moves_every_tensor_and_keeps_the_rest():
+    batch = Batch(torch.zeros(2, 3, dtype=torch.long), torch.ones(2, 3), torch.arange(6).view(2, 3),
+                  {"mask": torch.ones(2, dtype=torch.bool), "note": "kept", "count": 4})
+    moved = batch.to("meta")  # a device every machine has
+    assert [t.device.type for t in (moved.inputs, moved.targets, moved.labels, moved.extras["mask"])] == ["meta"] * 4
+    assert moved.extras["note"] == "kept" and moved.extras["count"] == 4
+    assert moved.inputs.dtype == torch.long and moved.extras["mask"].shape == (2,)
+    assert batch.inputs.device.type == "cpu"  # the original is left where it was
+    assert Batch(torch.zeros(1), torch.zeros(1)).to("meta").labels is None

@@ -57,3 +57,26 @@ def test_integer_parameters_are_accepted_exactly_from_their_minimum(field, low):
         RecallConfig(**{field: low - 1})
     with pytest.raises(ValueError, match=r"^max_pairs must be in \[5, inf\], got 4$"):
         RecallConfig(min_pairs=5, max_pairs=4)
+
+
+def test_queries_ask_every_stored_pair_uniformly_and_independently_per_sequence():
+    task = RecallConfig(min_pairs=4, max_pairs=4, queries=8, key_vocab=30, value_vocab=5).build(0)
+    batch = task.batch("train", 0, 500)
+    asked = []
+    for b in range(500):
+        keys = batch.inputs[b, 0:8:2].tolist()
+        asked.append([keys.index(int(k)) for k in batch.inputs[b, 8::2]])
+    asked = torch.tensor(asked)  # (B, Q) which pair each query asks
+    counts = torch.bincount(asked.flatten(), minlength=4).double()
+    assert ((counts / counts.sum() - 0.25).abs() < 0.03).all()
+    assert len({tuple(row) for row in asked.tolist()}) > 400  # not one pattern shared by the batch
+
+
+def test_targets_align_with_inputs_and_padding_follows_the_last_answer():
+    task = RecallConfig(min_pairs=1, max_pairs=6, queries=2, key_vocab=10, value_vocab=3).build(0)
+    batch = task.batch("train", 0, 64)
+    assert batch.inputs.shape == batch.targets.shape == (64, task.seq_len) and batch.targets.dtype == torch.long
+    for b in range(64):
+        n = int(batch.extras["pairs"][b])
+        end = 2 * n + 2 * 2  # pairs, then two queries with their answers
+        assert (batch.inputs[b, end:] == 0).all() and (batch.inputs[b, :end - 1] > 0).all()

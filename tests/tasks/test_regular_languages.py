@@ -236,3 +236,75 @@ def test_sequences_join_10_to_19_strings_of_1_to_49_symbols(task):
     # 140 sequences and ~2000 strings: every end of both ranges is drawn (missing one has p < 1e-6).
     assert min(counts) == 10 and max(counts) == 19
     assert min(lengths) == 1 and max(lengths) == 49
+
+
+@pytest.mark.parametrize("field, low, high", [("train_automata", 1, 200_000), ("eval_automata", 1, 10_000)])
+def test_automata_counts_are_accepted_exactly_within_their_range(field, low, high):
+    for value in (low, high):
+        assert getattr(RegularLanguagesConfig(**{field: value}), field) == value
+    for value in (low - 1, high + 1):
+        with pytest.raises(ValueError, match=rf"^{field} must be in \[{low}, {high}\], got {value}$"):
+            RegularLanguagesConfig(**{field: value})
+
+
+def test_each_next_symbol_is_uniform_over_the_state_edges():
+    # One state with three edges (a, b, c) looping back to itself through a second state: every
+    # letter read at state 0 is one of three, each with probability 1/3.
+    from tasks.regular_languages import generate_sequences
+
+    automaton = Automaton((((1, 1), (2, 1), (3, 1)), ((4, 0),)))
+    data = generate_sequences([automaton] * 40, np.random.default_rng(0))
+    read = Counter()
+    for row, length in zip(data.tokens.tolist(), data.lengths.tolist()):
+        state = 0
+        for token in row[:length]:
+            if token == SEPARATOR:
+                state = 0
+                continue
+            if state == 0:
+                read[token] += 1
+            state = automaton.step(state, token)
+    total = sum(read.values())
+    assert set(read) == {1, 2, 3} and total > 3000
+    for letter in (1, 2, 3):
+        assert read[letter] / total == pytest.approx(1 / 3, abs=0.03)
+
+
+def test_states_are_the_walk_of_each_sequence_and_zero_on_padding(task):
+    for split, data in task.sets.items():
+        for row, automaton in enumerate(data.automata):
+            length, state, expected = int(data.lengths[row]), 0, []
+            for token in data.tokens[row, :length].tolist():
+                state = 0 if token == SEPARATOR else automaton.step(state, token)
+                expected.append(state)
+            assert data.states[row, :length].tolist() == expected, (split, row)
+            assert (data.states[row, length:] == 0).all()
+            # The edge masks are those of the row's own automaton.
+            assert torch.equal(data.edges[row], torch.from_numpy(automaton.table() >= 0))
+
+
+def test_splits_stay_disjoint_when_every_stream_draws_the_same_languages_first(monkeypatch):
+    # Each random stream yields the same three languages in the same order, so test, validation and
+    # training would all start with the first one: only the exclusion keeps the splits apart.
+    import tasks.automata as automata
+
+    pool = [Automaton((((1, 0),),)), Automaton((((2, 0),),)), Automaton((((3, 0),),))]
+    streams, drawn = [], []  # each stream seen (kept alive, so that no id is reused) and its draws so far
+
+    def draw(rng):
+        if not any(rng is s for s in streams):
+            streams.append(rng)
+            drawn.append(0)
+        k = next(i for i, s in enumerate(streams) if s is rng)
+        drawn[k] += 1
+        return pool[(drawn[k] - 1) % len(pool)]
+
+    monkeypatch.setattr(automata, "random_automaton", draw)
+    task = RegularLanguagesConfig(train_automata=1, eval_automata=1).build(0)
+    assert [task.sets[s].automata[0] for s in ("test", "val", "train")] == pool
+
+
+def test_vocabulary_names_padding_letters_a_to_r_and_separator(task):
+    vocab = task.describe()["vocab"]  # id i is written vocab[i]
+    assert vocab[0] == "." and vocab[SEPARATOR] == "|" and len(vocab) == SEPARATOR + 1
+    assert [ord(c) - ord("a") + 1 for c in vocab[1:SEPARATOR]] == list(range(1, SEPARATOR))

@@ -1,13 +1,14 @@
 """Three moons: the period sets and dt recomputed from the definition; observations; streams."""
 
 import math
+import re
 
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tasks.three_moons import ThreeMoonsConfig, combined_period, select_period_sets
+from tasks.three_moons import ThreeMoonsConfig, combined_period, parse_period_sets, select_period_sets
 
 PUBLISHED_TRAIN = [(0.5, 1, 2), (0.5, 1, 1.5), (0.5, 1, 3), (0.5, 1.5, 3), (1, 1.5, 3), (0.5, 1, 2.5), (1, 1.5, 2), (0.5, 1.5, 2)]
 
@@ -141,3 +142,65 @@ def test_offsets_are_the_published_start_points_and_set_the_phase():
     assert 0 <= int(offsets.min()) < 100 and 8300 < int(offsets.max()) <= 8398
     expected = task.positions(batch.extras["periods"][:4].double(), offsets[:4].double(), 1)[:, 0]
     assert torch.allclose(batch.inputs[:4, 0].double(), expected, atol=1e-6)
+
+
+def test_periods_off_the_tenth_grid_are_refused_by_name():
+    assert combined_period((0.5, 1.5)) == 1.5 and combined_period((0.4, 0.6)) == 1.2
+    for periods in [(0.5, 1.05), (0.55,), (1.0, 2.0 + 1e-6)]:
+        with pytest.raises(ValueError, match=rf"^periods must be multiples of 0.1, got {re.escape(str(periods))}$"):
+            combined_period(periods)
+
+
+def test_custom_period_sets_hold_out_the_last_group():
+    train, val = parse_period_sets("0.5,1;1,2;2,3;3,4")
+    assert train == [(0.5, 1.0), (1.0, 2.0), (2.0, 3.0)] and val == (3.0, 4.0)
+    train, val = parse_period_sets("0.5,1;2,4")
+    assert train == [(0.5, 1.0)] and val == (2.0, 4.0)
+
+
+@pytest.mark.parametrize("moons", [2, 4, 5])
+def test_other_numbers_of_moons_keep_the_nine_smallest_combined_periods(moons):
+    import itertools
+
+    train, val = select_period_sets(moons)
+    kept = [*train, val]
+    assert len(kept) == 9 and len(set(kept)) == 9
+    ranked = sorted(combined_period(c) for c in itertools.combinations([p / 2 for p in range(1, 8)], moons))
+    assert sorted(combined_period(c) for c in kept) == ranked[:9]
+    # Ties at the ninth place are kept in sorted (lexicographic) order of the sets.
+    cut = ranked[8]
+    tied = sorted(c for c in itertools.combinations([p / 2 for p in range(1, 8)], moons) if combined_period(c) == cut)
+    assert [c for c in kept if combined_period(c) == cut] == tied[:sum(combined_period(c) == cut for c in kept)]
+
+
+def test_moons_length_and_planet_period_are_checked_at_their_bounds():
+    ThreeMoonsConfig(moons=1, periods="0.5;1;2")  # one moon, with custom periods
+    with pytest.raises(ValueError, match=r"^moons must be in \[1, 7\], got 0$"):
+        ThreeMoonsConfig(moons=0, periods="0.5;1;2")
+    with pytest.raises(ValueError, match=r"^moons must be in \[1, 7\], got 8$"):
+        ThreeMoonsConfig(moons=8)
+    assert ThreeMoonsConfig(length=2).build(0).batch("train", 0, 1).inputs.shape == (1, 2, 6)
+    with pytest.raises(ValueError, match=r"^length must be in \[2, inf\], got 1$"):
+        ThreeMoonsConfig(length=1)
+    with pytest.raises(ValueError, match=r"^planet_period must be finite and > 0, got 0.0$"):
+        ThreeMoonsConfig(planet_period=0.0)
+
+
+def test_mixing_is_fixed_by_the_task_seed():
+    first, again = ThreeMoonsConfig(length=4, mixing=True).build(5), ThreeMoonsConfig(length=4, mixing=True).build(5)
+    assert torch.equal(first.mixing, again.mixing)
+    assert not torch.equal(first.mixing, ThreeMoonsConfig(length=4, mixing=True).build(6).mixing)
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_periods_off_the_half_grid_are_used_at_full_precision(split):
+    # 1.3 and 0.7 are not exact in float32: rounded there, the phase after ~8000 steps is off by ~1e-5.
+    task = ThreeMoonsConfig(length=6, periods="1.3,0.7;0.9,1.1;1.7,0.3").build(0)
+    batch = task.batch(split, 0, 64)
+    sets = task.train_sets if split == "train" else [task.val_set] * 64
+    if split == "train":
+        rows = [sets.index(tuple(round(float(p), 6) for p in row)) for row in batch.extras["periods"]]
+        sets = [sets[r] for r in rows]
+    periods = torch.tensor(sets, dtype=torch.float64)
+    expected = task.positions(periods, batch.extras["offsets"].double(), 7).float()
+    torch.testing.assert_close(batch.inputs, expected[:, :-1], rtol=0, atol=1e-6)
