@@ -93,3 +93,108 @@ def test_swiglu_memory_by_hand():
     expected = (gate / (1 + torch.exp(-gate)) * up) @ memory.out_map.weight.T  # silu(g) = g σ(g)
     for path in ("fast", "reference"):
         torch.testing.assert_close(memory(x, path=path), expected, rtol=0, atol=1e-13)
+
+
+def _persistent_by_hand(memory: PersistentMemory, x: torch.Tensor, leaks, normalise: bool):
+    """Keys (B, U, T, h), weights (B, U, T, N), unit outputs (B, U, T, h) and outputs (B, T, d), one loop
+    per position: k̄_t = W_φ x_t + λ k̄_{t-1} (λ given by hand), k = k̄/‖k̄‖, w = softmax(2β k·M_k[n]),
+    y = Σ_n w_n M_v[n], out = W_o [y_1; …; y_U]; β = e^2/2, the initial value, so 2β = e^2."""
+    B, T, _ = x.shape
+    U, h = memory.units, memory.width
+    raw = x @ memory.keys_map.weight.detach().T  # (B, T, U·h)
+    slot_keys, slot_values = memory.slot_keys.detach(), memory.slot_values.detach()  # (U, N, h)
+    keys = torch.zeros(B, U, T, h, dtype=x.dtype)
+    weights = torch.zeros(B, U, T, slot_keys.shape[1], dtype=x.dtype)
+    units_out = torch.zeros(B, U, T, h, dtype=x.dtype)
+    for b in range(B):
+        for u in range(U):
+            key_sum = torch.zeros(h, dtype=x.dtype)
+            for t in range(T):
+                key_sum = raw[b, t, u * h:(u + 1) * h] + (leaks[u] * key_sum if leaks is not None else 0)
+                key = key_sum / key_sum.norm() if normalise else key_sum
+                scores = torch.tensor([math.exp(2.0) * float(key @ slot_keys[u, n]) for n in range(slot_keys.shape[1])],
+                                      dtype=x.dtype)
+                w = torch.exp(scores - scores.max())
+                w = w / w.sum()
+                keys[b, u, t], weights[b, u, t], units_out[b, u, t] = key, w, w @ slot_values[u]
+    out = units_out.transpose(1, 2).flatten(-2) @ memory.out_map.weight.detach().T  # (B, T, d)
+    return keys, weights, units_out, out
+
+
+@pytest.mark.parametrize("leak, normalise", [(True, True), (False, True), (True, False)])
+def test_persistent_memory_by_hand(leak, normalise):
+    """d = 7 is not a multiple of the 2 units: each unit has width 7 // 2 = 3, W_φ maps 7 -> 6, W_o 6 -> 7.
+    λ = e^{-0.5} and e^{-5} (θ_λ spread over [0.5, 5]); every recorded tensor and both paths by hand."""
+    from sandbox.layers import Capture
+
+    torch.manual_seed(3)
+    memory = PersistentMemory(7, 2, 5, leak=leak, normalise=normalise).double()
+    assert memory.keys_map.weight.shape == (6, 7) and memory.out_map.weight.shape == (7, 6)
+    # θ_β = 2 and θ_λ = 0.5, 5, stored divided by ten in float32: set to the same values in float64.
+    with torch.no_grad():
+        torch.testing.assert_close(memory.beta_log, torch.full((2,), 0.2, dtype=f64), rtol=1e-7, atol=0)
+        memory.beta_log.copy_(torch.full((2,), 0.2, dtype=f64))
+        if leak:
+            torch.testing.assert_close(memory.leak_logit, torch.tensor([0.05, 0.5], dtype=f64), rtol=1e-7, atol=0)
+            memory.leak_logit.copy_(torch.tensor([0.05, 0.5], dtype=f64))
+    x = torch.randn(2, 4, 7, dtype=f64)
+    leaks = [math.exp(-0.5), math.exp(-5.0)] if leak else None
+    keys, weights, units_out, expected = _persistent_by_hand(memory, x, leaks, normalise)
+    for path in ("fast", "reference"):
+        memory.capture = Capture()
+        memory.capture.requested = {"keys", "weights", "outputs"}
+        with torch.no_grad():
+            torch.testing.assert_close(memory(x, path=path), expected, rtol=0, atol=1e-12)
+        store = memory.capture.store
+        torch.testing.assert_close(store["keys"], keys, rtol=0, atol=1e-12)
+        torch.testing.assert_close(store["weights"], weights, rtol=0, atol=1e-12)
+        torch.testing.assert_close(store["outputs"], units_out, rtol=0, atol=1e-12)
+    memory.capture = None
+    # Generation: one position at a time, the leaky key sum carried in the cache; a prompt prefilled in
+    # one call, then stepped on, gives the same.
+    for prompt in (0, 3):
+        cache = {}
+        with torch.no_grad():
+            steps = [memory(x[:, :prompt], cache=cache)] if prompt else []
+            steps += [memory.step(x[:, t], cache)[:, None] for t in range(prompt, 4)]
+        torch.testing.assert_close(torch.cat(steps, 1), expected, rtol=0, atol=1e-12)
+        assert (set(cache) == {"key_state"}) == leak
+        if leak:  # the leaky sum k̄_T, before normalisation
+            key_sums = _persistent_by_hand(memory, x, leaks, normalise=False)[0]
+            torch.testing.assert_close(cache["key_state"], key_sums[..., -1, :], rtol=0, atol=1e-12)
+
+
+def test_slot_values_start_like_the_slot_keys_and_the_slots_as_the_kernel_sees_them():
+    torch.manual_seed(1)
+    memory = PersistentMemory(64, 4, 224)
+    for slots in (memory.slot_keys, memory.slot_values):  # N(0, 1/h), h = 16
+        assert abs(slots.std().item() - 0.25) < 0.01 and abs(slots.mean().item()) < 0.01
+    assert not torch.equal(memory.slot_keys, memory.slot_values)
+    # A kernel on raw keys sees the slot keys as they are; one on the unit sphere sees them normalised.
+    slot_keys, slot_values = memory.double().slots(f64)
+    assert slot_keys.dtype == slot_values.dtype == f64
+    assert torch.equal(slot_keys, memory.slot_keys) and torch.equal(slot_values, memory.slot_values)
+    sphere = PersistentMemory(8, 2, 5, kernel="gaussian_sphere")
+    slot_keys, slot_values = sphere.slots(f64)
+    raw = sphere.slot_keys.detach().double()
+    torch.testing.assert_close(slot_keys, raw / raw.norm(dim=-1, keepdim=True), rtol=0, atol=1e-15)
+    assert torch.equal(slot_values, sphere.slot_values.double())
+    # The ends of the ranges: one unit, one slot.
+    one = PersistentMemory(3, 1, 1)
+    assert one.slot_keys.shape == (1, 1, 3) and one(torch.randn(1, 2, 3)).shape == (1, 2, 3)
+    assert SwiGLUMemory(3, 1).gate_map.weight.shape == (round((18 + 6) / 9), 3)
+
+
+def test_swiglu_records_its_hidden_layer():
+    from sandbox.layers import Capture
+
+    memory = SwiGLUMemory(4, 2).double()
+    memory.capture = Capture()
+    memory.capture.requested = {"outputs"}
+    x = torch.randn(1, 3, 4, dtype=f64)
+    out = memory(x)
+    gate, up = x @ memory.gate_map.weight.T, x @ memory.up_map.weight.T
+    hidden = gate * torch.sigmoid(gate) * up
+    torch.testing.assert_close(memory.capture.store["outputs"], hidden.detach(), rtol=0, atol=1e-14)
+    torch.testing.assert_close(out, hidden @ memory.out_map.weight.T, rtol=0, atol=1e-14)
+    assert memory.gate_map.bias is None and memory.up_map.bias is None and memory.out_map.bias is None
