@@ -221,3 +221,31 @@ def test_batch_to_moves_every_tensor_and_keeps_the_rest():
     assert moved.inputs.dtype == torch.long and moved.extras["mask"].shape == (2,)
     assert batch.inputs.device.type == "cpu"  # the original is left where it was
     assert Batch(torch.zeros(1), torch.zeros(1)).to("meta").labels is None
+
+
+def test_loss_terms_count_what_the_loss_averages_over():
+    class Minimal(Task):
+        name, kind = "minimal", "tokens"
+
+    task = Minimal(0)
+    targets = torch.tensor([[1, -100, 2], [-100, -100, 100]])  # 3 targets scored (100 is a real id)
+    logits = torch.randn(2, 3, 101)
+    terms = task.loss_terms(Batch(targets.clamp(min=0), targets))
+    assert terms.item() == 3 and not terms.is_floating_point()
+    per_term = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum") / terms
+    assert task.loss(logits, Batch(targets.clamp(min=0), targets)) == pytest.approx(float(per_term), rel=1e-6)
+    continuous = Batch(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4))
+    assert task.loss_terms(continuous).item() == 24
+    assert task.loss_terms(continuous.to("meta")).device.type == "meta"  # on the targets' device
+
+
+@pytest.mark.parametrize("loss_on", ["all", "predictable"])
+def test_bigram_loss_terms_follow_loss_on(loss_on):
+    task = BigramConfig(seq_len=64, loss_on=loss_on).build(0)
+    batch = task.batch("train", 0, 8)
+    expected = batch.targets.numel() if loss_on == "all" else int((batch.labels >= 2).sum())
+    assert 0 < expected and task.loss_terms(batch).item() == expected
+    logits = torch.randn(*batch.targets.shape, task.vocab_size)
+    keep = torch.ones_like(batch.labels, dtype=torch.bool) if loss_on == "all" else batch.labels >= 2
+    total = F.cross_entropy(logits[keep], batch.targets[keep], reduction="sum")
+    assert float(task.loss(logits, batch)) == pytest.approx(float(total / task.loss_terms(batch)), rel=1e-5)

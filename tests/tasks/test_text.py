@@ -2,7 +2,10 @@
 user files by path, and clear errors."""
 
 import gzip
+import os
+import re
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -111,3 +114,99 @@ def test_non_utf8_file_and_unknown_prompt_characters_are_clear_errors(tmp_path, 
         TextConfig(corpus=str(bad))
     with pytest.raises(ValueError, match="not in the corpus alphabet"):
         plays.encode("naïve")
+
+
+def test_sources_that_are_not_texts_are_refused_by_name(tmp_path):
+    shown = r"\['shakespeare_plays', 'shakespeare_poems'\]"
+    for bad in ("", 3, None):
+        with pytest.raises(TypeError, match=rf"^ood must be a built-in name {shown} or a file path, got {re.escape(repr(bad))}$"):
+            read_text(bad, "ood")
+    missing = str(tmp_path / "missing.txt")
+    with pytest.raises(ValueError, match=rf"^corpus must be a built-in name {shown} or an existing file, got {re.escape(repr(missing))}$"):
+        read_text(missing)
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9 ".encode("latin-1"))
+    with pytest.raises(ValueError, match=rf"^text file {re.escape(repr(str(bad)))} is not UTF-8 \(.*\)$"):
+        read_text(str(bad))
+
+
+def test_a_file_is_read_again_when_it_changes(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("first")
+    os.utime(path, (1_000_000, 1_000_000))
+    assert read_text(str(path)) == "first"
+    path.write_text("second")
+    os.utime(path, (2_000_000, 2_000_000))
+    assert read_text(str(path)) == "second"
+    packed = tmp_path / "t.txt.gz"
+    packed.write_bytes(gzip.compress("packed é".encode()))
+    assert read_text(str(packed)) == "packed é"
+
+
+@pytest.mark.parametrize("tokens, size", [("char", 100), ("byte", 200)])
+def test_each_split_needs_exactly_seq_len_plus_one_tokens(tmp_path, tokens, size):
+    path = tmp_path / "e.txt"
+    path.write_text("é" * 100)  # 100 characters, 200 UTF-8 bytes: val_fraction 0.1 holds out size / 10
+    held = size // 10
+    task = TextConfig(corpus=str(path), tokens=tokens, seq_len=held - 1, ood="none").build(0)
+    assert [len(task.splits[s]) for s in ("train", "val")] == [size - held, held]
+    batch = task.batch("val", 0, 8)  # one window fits: every draw starts at 0
+    assert (batch.extras["starts"] == 0).all() and torch.equal(batch.inputs[0], task.splits["val"][:-1].long())
+    message = (rf"^corpus {re.escape(repr(str(path)))} has {size} tokens: each split \(val_fraction 0.1\) needs "
+               rf"at least seq_len \+ 1 = {held + 1}$")
+    with pytest.raises(ValueError, match=message):
+        TextConfig(corpus=str(path), tokens=tokens, seq_len=held, ood="none")
+    TextConfig(corpus=str(path), tokens=tokens, seq_len=1, ood="none")
+    with pytest.raises(ValueError, match=r"^seq_len must be in \[1, inf\], got 0$"):
+        TextConfig(corpus=str(path), tokens=tokens, seq_len=0, ood="none")
+
+
+def test_validation_is_the_tail_of_the_corpus(tmp_path):
+    path = tmp_path / "d.txt"
+    path.write_text("".join(chr(ord("a") + i % 26) for i in range(200)))
+    for fraction, held in ((0.1, 20), (0.25, 50), (0.5, 100)):
+        task = TextConfig(corpus=str(path), seq_len=4, val_fraction=fraction, ood="none").build(0)
+        assert task.decode(task.splits["val"]) == read_text(str(path))[200 - held:]
+        assert task.decode(task.splits["train"]) == read_text(str(path))[:200 - held]
+
+
+def test_ood_text_too_short_after_dropping_characters_is_refused(tmp_path):
+    corpus, ood = tmp_path / "c.txt", tmp_path / "o.txt"
+    corpus.write_text("abcd" * 50)
+    ood.write_text("ab" + "z" * 50)  # two usable characters
+    message = rf"^ood text {re.escape(repr(str(ood)))} has 2 usable tokens, fewer than seq_len \+ 1 = 4$"
+    with pytest.raises(ValueError, match=message):
+        TextConfig(corpus=str(corpus), ood=str(ood), seq_len=3).build(0)
+    ood.write_text("abc" + "z" * 50)
+    task = TextConfig(corpus=str(corpus), ood=str(ood), seq_len=2).build(0)
+    assert task.ood_dropped == 50 and task.decode(task.splits["test"]) == "abc"
+
+
+@pytest.mark.parametrize("alphabet, dtype", [(256, torch.uint8), (257, torch.int32)])
+def test_token_ids_take_the_smallest_integer_type_that_holds_them(tmp_path, alphabet, dtype):
+    path = tmp_path / "wide.txt"
+    letters = "".join(chr(0x100 + i) for i in range(alphabet))  # sorted code points: ids in order
+    path.write_text(letters * 4)
+    task = TextConfig(corpus=str(path), seq_len=8, ood="none").build(0)
+    assert task.vocab_size == alphabet and task.vocab == letters
+    ids = task.encode(letters[::-1])
+    assert ids.dtype == dtype and ids.tolist() == list(range(alphabet))[::-1]
+    with pytest.raises(ValueError, match=rf"^characters 'ab' are not in the corpus alphabet {re.escape(repr(letters))}$"):
+        task.encode("b" + letters[:3] + "aab")
+
+
+def test_byte_tokens_decode_invalid_utf8_as_replacement_characters(byte_task):
+    assert byte_task.vocab_size == 256 and byte_task.vocab is None
+    assert byte_task.decode(torch.tensor([104, 105, 0xFF, 0xC3, 0xA9])) == "hi\ufffdé"
+    assert byte_task.decode(np.array([104, 105])) == byte_task.decode([104, 105]) == "hi"
+
+
+def test_description_names_the_corpus_and_its_splits(tmp_path):
+    corpus, ood = tmp_path / "c.txt", tmp_path / "o.txt"
+    corpus.write_text("abcd" * 50)
+    ood.write_text("abcxyz" * 4)
+    task = TextConfig(corpus=str(corpus), ood=str(ood), seq_len=3).build(0)
+    assert task.describe() == {"name": "text", "kind": "tokens", "corpus": str(corpus), "tokens": "char",
+                               "vocab_size": 4, "vocab": "abcd", "seq_len": 3,
+                               "split_tokens": {"train": 180, "val": 20, "test": 12}, "ood": str(ood),
+                               "ood_dropped_characters": 12}
