@@ -1,5 +1,7 @@
 """Trigger bigrams: transitions follow π_b, trigger outputs repeat exactly, labels are right."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -162,3 +164,74 @@ def test_metrics_and_predictable_loss():
 def test_bad_parameters(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         BigramConfig(**kwargs)
+
+
+def test_integer_and_choice_parameters_are_checked_at_their_bounds():
+    assert BigramConfig(seq_len=2, triggers=64).build(0).batch("train", 0, 1).inputs.shape == (1, 2)
+    BigramConfig(triggers=1, source_seed=0)
+    checks = [(dict(seq_len=1), r"seq_len must be in \[2, inf\], got 1"),
+              (dict(triggers=0), r"triggers must be in \[1, 64\], got 0"),
+              (dict(triggers=65), r"triggers must be in \[1, 64\], got 65"),
+              (dict(source_seed=-1), r"source_seed must be in \[0, inf\], got -1"),
+              (dict(outputs="zipf"), r"outputs must be one of \['bigram', 'uniform'\], got 'zipf'"),
+              (dict(loss_on="some"), r"loss_on must be one of \['all', 'predictable'\], got 'some'"),
+              (dict(concentration=0.0), r"concentration must be finite and > 0, got 0.0"),
+              (dict(source="dirichlet:1"), r"dirichlet vocabulary size must be in \[2, inf\], got 1"),
+              (dict(source="dirichlet:x"), r"source must be 'dirichlet:V' with an integer V, got 'dirichlet:x'"),
+              (dict(source="web"), r"source must be 'shakespeare', 'file:PATH' or 'dirichlet:V', got 'web'")]
+    for kwargs, message in checks:
+        with pytest.raises(ValueError, match=rf"^{message}$"):
+            BigramConfig(**kwargs)
+    assert BigramConfig(source="dirichlet:2", triggers=1).build(0).vocab_size == 2
+
+
+def test_a_text_file_source_counts_its_characters(tmp_path):
+    from collections import Counter
+
+    from tasks.bigram import load_source
+
+    text = "abcab" + "ba" * 3 + "d"  # 'd' ends the file: never followed by anything
+    path = tmp_path / "t.txt"
+    path.write_text(text)
+    vocab, pi_u, pi_b = load_source(f"file:{path}")
+    assert vocab == "abcd" and pi_u.dtype == pi_b.dtype == torch.float64
+    unigram = Counter(text)
+    torch.testing.assert_close(pi_u, torch.tensor([unigram[c] / len(text) for c in vocab], dtype=torch.float64))
+    pairs = Counter(zip(text, text[1:]))
+    for i, c in enumerate(vocab[:3]):
+        row = [pairs[(c, d)] / sum(pairs[(c, e)] for e in vocab) for d in vocab]
+        torch.testing.assert_close(pi_b[i], torch.tensor(row, dtype=torch.float64))
+    torch.testing.assert_close(pi_b[3], pi_u)  # the never-followed 'd' falls back to the unigram
+    one = tmp_path / "one.txt"
+    one.write_text("aaaa")
+    with pytest.raises(ValueError, match=rf"^source file {re.escape(repr(str(one)))} must contain at least 2 distinct characters$"):
+        load_source(f"file:{one}")
+    with pytest.raises(ValueError, match=rf"^source file {re.escape(repr(str(tmp_path / 'no.txt')))} does not exist$"):
+        load_source(f"file:{tmp_path / 'no.txt'}")
+    two = tmp_path / "two.txt"
+    two.write_text("ab")  # 'a' followed once: its row is exactly (0, 1)
+    torch.testing.assert_close(load_source(f"file:{two}")[2][0], torch.tensor([0.0, 1.0], dtype=torch.float64))
+
+
+def test_dirichlet_source_follows_its_seed_and_concentration():
+    from tasks.bigram import load_source
+
+    _, pi_u, pi_b = load_source("dirichlet:30", 0.5, 3)
+    _, again_u, again_b = load_source("dirichlet:30", 0.5, 3)
+    assert torch.equal(pi_u, again_u) and torch.equal(pi_b, again_b)
+    assert not torch.equal(pi_b, load_source("dirichlet:30", 0.5, 4)[2])
+    torch.testing.assert_close(pi_u.sum(), torch.tensor(1.0, dtype=torch.float64))
+    torch.testing.assert_close(pi_b.sum(1), torch.ones(30, dtype=torch.float64))
+    peaked, flat = load_source("dirichlet:30", 0.01, 0)[2], load_source("dirichlet:30", 100.0, 0)[2]
+    assert float(peaked.max(1).values.mean()) > 0.8 and float(flat.max(1).values.max()) < 2 / 30
+    config = BigramConfig(source="dirichlet:30", concentration=0.01, source_seed=3)
+    torch.testing.assert_close(config.build(0).pi_b, load_source("dirichlet:30", 0.01, 3)[2])
+
+
+def test_shakespeare_source_is_normalised():
+    from tasks.bigram import load_source
+
+    vocab, pi_u, pi_b = load_source("shakespeare")
+    assert len(vocab) == 65 and pi_u.shape == (65,) and pi_b.shape == (65, 65)
+    torch.testing.assert_close(pi_u.sum(), torch.tensor(1.0, dtype=torch.float64))
+    torch.testing.assert_close(pi_b.sum(1), torch.ones(65, dtype=torch.float64))

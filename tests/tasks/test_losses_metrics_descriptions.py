@@ -249,3 +249,33 @@ def test_bigram_loss_terms_follow_loss_on(loss_on):
     keep = torch.ones_like(batch.labels, dtype=torch.bool) if loss_on == "all" else batch.labels >= 2
     total = F.cross_entropy(logits[keep], batch.targets[keep], reduction="sum")
     assert float(task.loss(logits, batch)) == pytest.approx(float(total / task.loss_terms(batch)), rel=1e-5)
+
+
+def test_stream_seeds_are_63_bit_and_distinct_for_every_seed_split_and_index():
+    from tasks.base import generator, stream_seed
+
+    keys = [(seed, split, index) for seed in (0, 1, 2**32, 2**32 + 1, 2**40) for split in ("train", "val", "test")
+            for index in (0, 1, 2**32, 2**33 + 5)]
+    seeds = [stream_seed(*key) for key in keys]
+    assert len(set(seeds)) == len(keys)  # the high and low 32-bit words of seed and index both count
+    assert all(isinstance(s, int) and 0 <= s < 2**63 for s in seeds)
+    assert max(seeds) >= 2**62  # 63 bits used: 60 draws all below 2**62 would have probability 2**-60
+    assert stream_seed(*keys[7]) == seeds[7]
+    assert torch.equal(torch.rand(3, generator=generator(5, "val", 9)),
+                       torch.rand(3, generator=torch.Generator().manual_seed(stream_seed(5, "val", 9))))
+    with pytest.raises(ValueError, match=r"^split must be one of"):
+        stream_seed(0, "dev", 0)
+    with pytest.raises(ValueError, match=r"^index must be in \[0, inf\], got -1$"):
+        stream_seed(0, "train", -1)
+
+
+def test_task_seed_and_batch_size_are_checked_at_their_bounds():
+    task = RecallConfig(min_pairs=1, max_pairs=2, queries=1, key_vocab=4, value_vocab=2).build(0)
+    assert task.seed == 0 and task.batch("train", 0, 1).inputs.shape[0] == 1
+    with pytest.raises(ValueError, match=r"^seed must be in \[0, inf\], got -1$"):
+        RecallConfig().build(-1)
+    with pytest.raises(ValueError, match=r"^batch_size must be in \[1, inf\], got 0$"):
+        task.batch("train", 0, 0)
+    with pytest.raises(ValueError, match=r"^index must be in \[0, inf\], got -1$"):
+        task.batch("train", -1, 2)
+    assert task.batch("val", 0, 2, device="meta").inputs.device.type == "meta"

@@ -80,7 +80,7 @@ def test_user_file_by_path_plain_and_gzipped(tmp_path):
         task = TextConfig(corpus=str(path), seq_len=8, ood="none").build(0)
         assert task.vocab == "".join(sorted(set(text)))
         assert task.decode(task.batch("train", 0, 2).inputs[0]) in text
-        with pytest.raises(ValueError, match="no out-of-distribution text"):
+        with pytest.raises(ValueError, match=r"^this text task has no out-of-distribution text \(ood='none'\): no 'test' split$"):
             task.batch("test", 0, 2)
 
 
