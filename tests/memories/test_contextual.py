@@ -232,3 +232,120 @@ def test_bad_construction_names_the_parameter_and_range(kwargs, match):
     # The ends of each range are accepted.
     ContextualMemory(8, 2, width=1, window=2, lag=(1, 1))
     ContextualMemory(4, 4)
+
+
+@torch.no_grad()
+def _contextual_by_hand(memory: ContextualMemory, x: torch.Tensor, lag: int | None = None):
+    """Keys, values (B, U, T, h), weights (B, U, T, T), unit outputs (B, U, T, h) and outputs (B, T, d) of
+    the default dot-product memory, position by position from the formulas of the module docstring:
+
+        k̄_t = g_t W_φ x_t + λ_t k̄_{t-1}   (g_t = e^{min(w_g·x_t, 10)}, λ_t = e^{-|w_λ·x_t + θ_λ|} with gated
+                                          keys; g = 1, λ = e^{-|θ_λ|} without; k̄_t = W_φ x_t without leak)
+        v̄_t = γ W_ψ x_t + (1 - γ) W_ψ x_{t+1} (x_{T+1} = 0),  k = k̄/‖k̄‖, v = e^{θ_α} v̄/‖v̄‖ if normalised
+        y_t = Σ_s softmax_s(2β k_t·k_s) v_s over s < t, s > t - window, s <= t - lag; y_t = 0 if none
+        β = e^{θ_β}/2 (or fixed); adaptive: β n^{σ(θ_p)} + log(1 + e^{θ_0}), n = max(1, visible pairs)
+    """
+    B, T, _ = x.shape
+    U, h, opts = memory.units, memory.width, memory.options
+    f = lambda p: p.detach().double()  # noqa: E731
+    raw_keys, raw_values = x @ f(memory.keys_map.weight).T, x @ f(memory.values_map.weight).T  # (B, T, U·h)
+    if opts.gamma is None:
+        gamma = [1 / (1 + math.exp(-float(g))) for g in f(memory.gamma_logit)]
+    else:
+        gamma = [opts.gamma] * U
+    theta_beta = [10 * float(b) for b in f(memory.beta_log)] if opts.beta is None else None
+    keys, values = torch.zeros(B, U, T, h, dtype=f64), torch.zeros(B, U, T, h, dtype=f64)
+    weights, units_out = torch.zeros(B, U, T, T, dtype=f64), torch.zeros(B, U, T, h, dtype=f64)
+    for b in range(B):
+        for u in range(U):
+            cols = slice(u * h, (u + 1) * h)
+            key_sum = torch.zeros(h, dtype=f64)
+            for t in range(T):
+                if opts.gated_keys:
+                    gate = math.exp(min(float(x[b, t] @ f(memory.gate_map.weight)[u]), 10.0))
+                    leak = math.exp(-abs(float(x[b, t] @ f(memory.leak_map.weight)[u]) + 10 * float(memory.leak_logit[u])))
+                    key_sum = gate * raw_keys[b, t, cols] + leak * key_sum
+                elif opts.leak:
+                    key_sum = raw_keys[b, t, cols] + math.exp(-abs(10 * float(memory.leak_logit[u]))) * key_sum
+                else:
+                    key_sum = raw_keys[b, t, cols]
+                following = raw_values[b, t + 1, cols] if t + 1 < T else torch.zeros(h, dtype=f64)
+                value = gamma[u] * raw_values[b, t, cols] + (1 - gamma[u]) * following
+                if opts.normalise:
+                    keys[b, u, t] = key_sum / key_sum.norm()
+                    norm = max(float(value.norm()), 1e-12)  # a zero value (γ = 0 at the last position) stays 0
+                    values[b, u, t] = math.exp(10 * float(memory.alpha_log[u])) * value / norm
+                else:
+                    keys[b, u, t], values[b, u, t] = key_sum, value
+            for t in range(T):
+                seen = [s for s in range(t) if (memory.window is None or s > t - memory.window)
+                        and (lag is None or s <= t - lag)]
+                beta = math.exp(min(theta_beta[u], 10.0)) / 2 if theta_beta is not None else opts.beta
+                if opts.adaptive_beta:
+                    power = 1 / (1 + math.exp(-float(memory.beta_power_logit[u])))
+                    beta = beta * max(1, len(seen)) ** power + math.log1p(math.exp(float(memory.beta_floor_logit[u])))
+                if not seen:
+                    continue
+                scores = torch.tensor([2 * beta * float(keys[b, u, t] @ keys[b, u, s]) for s in seen], dtype=f64)
+                w = torch.exp(scores - scores.max())
+                weights[b, u, t, seen] = w / w.sum()
+                units_out[b, u, t] = weights[b, u, t] @ values[b, u]
+    out = units_out.transpose(1, 2).flatten(-2) @ f(memory.out_map.weight).T  # (B, T, d)
+    return keys, values, weights, units_out, out
+
+
+CONTEXTUAL_CASES = {
+    "default": dict(),
+    "raw": dict(leak=False, normalise=False, gamma=0.25, beta=1.5),  # exact in float32
+    "fixed_gamma_learned_beta": dict(gamma=0.0),
+    "window": dict(window=3),
+    "lag": dict(lag=(2, 4)),
+    "adaptive_beta": dict(adaptive_beta=True),
+    "gated_keys": dict(gated_keys=True),
+    "everything": dict(window=4, lag=(2, 3), adaptive_beta=True, gated_keys=True, gamma=0.5),
+}
+
+
+@pytest.mark.parametrize("case", CONTEXTUAL_CASES)
+def test_contextual_memory_by_hand(case):
+    """Every option against the formulas, position by position: both paths, every recorded tensor,
+    generation one position at a time and a prompt prefilled in two parts. d = 7 is not a multiple of the
+    2 units: each has width 7 // 2 = 3. The learned scalars are moved off their initial values first."""
+    from sandbox.layers import Capture
+
+    torch.manual_seed(5)
+    memory = ContextualMemory(7, 2, **CONTEXTUAL_CASES[case]).double().eval()
+    assert memory.width == 3 and memory.keys_map.weight.shape == memory.values_map.weight.shape == (6, 7)
+    assert memory.out_map.weight.shape == (7, 6)
+    gen = torch.Generator().manual_seed(6)
+    with torch.no_grad():
+        for name, p in memory.named_parameters():
+            if not name.endswith("map.weight"):  # θ_λ, θ_β, θ_α, γ, β's power and floor
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen, dtype=f64))
+            elif name.startswith(("gate_map", "leak_map")):  # zero at initialisation
+                p.copy_(0.5 * torch.randn(p.shape, generator=gen, dtype=f64))
+    x = torch.randn(2, 8, 7, dtype=f64, generator=gen)
+    lag = None if memory.lag is None else memory.lag[0]  # in evaluation the lag is its lower end
+    keys, values, weights, units_out, expected = _contextual_by_hand(memory, x, lag)
+    for path in ("fast", "reference"):
+        memory.capture = Capture()
+        memory.capture.requested = {"keys", "values", "weights", "outputs"}
+        with torch.no_grad():
+            torch.testing.assert_close(memory(x, path=path), expected, rtol=0, atol=1e-12)
+        store = memory.capture.store
+        for name, tensor in (("keys", keys), ("values", values), ("weights", weights), ("outputs", units_out)):
+            torch.testing.assert_close(store[name], tensor, rtol=0, atol=1e-12, msg=f"{path} {name}")
+    memory.capture = None
+    with torch.no_grad():
+        for path in ("fast", "reference"):
+            cache = {}
+            steps = torch.stack([memory.step(x[:, t], cache) if path == "fast" else
+                                 memory(x[:, t:t + 1], path=path, cache=cache)[:, 0] for t in range(8)], 1)
+            torch.testing.assert_close(steps, expected, rtol=0, atol=1e-12, msg=path)
+            # The cache holds the keys and the finished values of every position but the last.
+            torch.testing.assert_close(cache["keys"], keys, rtol=0, atol=1e-12)
+            torch.testing.assert_close(cache["values"], values[..., :-1, :], rtol=0, atol=1e-12)
+            for cut in (1, 5):
+                cache = {}
+                parts = [memory(x[:, :cut], path=path, cache=cache), memory(x[:, cut:], path=path, cache=cache)]
+                torch.testing.assert_close(torch.cat(parts, 1), expected, rtol=0, atol=1e-12, msg=f"{path} {cut}")
