@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 from dataclasses import replace
 
 import pytest
@@ -20,13 +21,46 @@ def test_tuning_keeps_each_models_best_validation_lr_and_presets_read_it(tmp_pat
         assert losses[f"{entry['lr']:g}"] == min(losses.values())  # the loss: lower is better
     saved = json.loads(tune.tuned_file("three-moons", tmp_path).read_text())
     assert saved["tiny"] == choice
+    assert choice["settings"]["steps"] == 8 and "lr" not in choice["settings"]
     monkeypatch.setattr(tune, "TUNED", tmp_path)
-    presets = tune.with_tuned("three-moons", {"tiny": {"steps": 8}, "quick": {"steps": 1}})
+    presets = tune.with_tuned("three-moons", {"tiny": three_moons.PRESETS["tiny"], "quick": {"steps": 1}})
     assert presets["tiny"]["lr_by_model"] == {m: e["lr"] for m, e in choice["models"].items()}
     assert presets["tiny"]["lr_grid"] == choice["grid"]
+    assert presets["tiny"]["steps"] == 8
     assert presets["quick"] == {"steps": 1}  # presets without a tuning keep their defaults
     assert tune.model_lr(presets["tiny"], "3_units", 1.0) == choice["models"]["3_units"]["lr"]
     assert tune.model_lr(presets["quick"], "3_units", 1.0) == 1.0
+
+
+def test_a_preset_changed_since_its_tuning_warns_with_the_changed_settings(tmp_path):
+    saved = {"tiny": {"grid": [1e-3, 1e-2, 1e-1], "models": {"a": {"lr": 1e-2}},
+                      "settings": {"steps": 8, "batch_size": 4, "sizes": [1, 2]}}}
+    (tmp_path / "fam.json").write_text(json.dumps(saved))
+    same = {"steps": 8, "batch_size": 4, "sizes": (1, 2), "lr": 5.0}  # lr is not a setting; tuples read as lists
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tune.with_tuned("fam", {"tiny": same}, root=tmp_path)["tiny"]["lr_by_model"] == {"a": 1e-2}
+    with pytest.warns(UserWarning, match=r"'tiny' preset changed .*\(batch_size, heads\).*figures.tune fam --preset tiny"):
+        presets = tune.with_tuned("fam", {"tiny": {**same, "batch_size": 16, "heads": 2}}, root=tmp_path)
+    assert presets["tiny"]["lr_by_model"] == {"a": 1e-2}  # kept, with the warning
+    del saved["tiny"]["settings"]
+    (tmp_path / "fam.json").write_text(json.dumps(saved))
+    with pytest.warns(UserWarning, match="settings not recorded"):
+        tune.with_tuned("fam", {"tiny": same}, root=tmp_path)
+
+
+def test_every_committed_tuning_was_made_with_the_presets_settings_of_today():
+    """figures/tuned/*.json: a preset edited after its tuning must be tuned again (its file says so)."""
+    import importlib
+
+    from figures import FAMILIES
+
+    tuned = sorted(tune.TUNED.glob("*.json"))
+    assert tuned
+    for path in tuned:
+        module = importlib.import_module(FAMILIES[path.stem])
+        for name in json.loads(path.read_text()):
+            assert tune.changed_settings(path.stem, name, module.PRESETS[name]) == [], (path.name, name)
 
 
 def test_every_comparing_family_has_a_grid_of_at_least_three_learning_rates():
