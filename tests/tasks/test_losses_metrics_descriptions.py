@@ -228,10 +228,10 @@ def test_loss_terms_count_what_the_loss_averages_over():
         name, kind = "minimal", "tokens"
 
     task = Minimal(0)
-    targets = torch.tensor([[1, -100, 2], [-100, -100, 100]])  # 3 targets scored (100 is a real id)
+    targets = torch.tensor([[1, -100, 2], [-100, 7, 100]])  # 4 targets scored (100 is a real id), 2 ignored
     logits = torch.randn(2, 3, 101)
     terms = task.loss_terms(Batch(targets.clamp(min=0), targets))
-    assert terms.item() == 3 and not terms.is_floating_point()
+    assert terms.item() == 4 and not terms.is_floating_point()
     per_term = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum") / terms
     assert task.loss(logits, Batch(targets.clamp(min=0), targets)) == pytest.approx(float(per_term), rel=1e-6)
     continuous = Batch(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4))
