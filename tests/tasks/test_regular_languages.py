@@ -308,3 +308,30 @@ def test_vocabulary_names_padding_letters_a_to_r_and_separator(task):
     vocab = task.describe()["vocab"]  # id i is written vocab[i]
     assert vocab[0] == "." and vocab[SEPARATOR] == "|" and len(vocab) == SEPARATOR + 1
     assert [ord(c) - ord("a") + 1 for c in vocab[1:SEPARATOR]] == list(range(1, SEPARATOR))
+
+
+def test_targets_and_scored_positions_by_hand(task):
+    rows = torch.tensor([3, 0, 7, 1])
+    batch = task.batch_of_rows("val", rows)
+    data = task.sets["val"]
+    width = int(data.lengths[rows].max())
+    assert batch.inputs.shape == batch.targets.shape == batch.extras["scored"].shape == (4, width - 1)
+    for b, row in enumerate(rows.tolist()):
+        length, tokens = int(data.lengths[row]), data.tokens[row].tolist()
+        for t in range(width - 1):
+            assert batch.inputs[b, t] == tokens[t]
+            letter_next = t + 1 < length and tokens[t + 1] != SEPARATOR
+            assert batch.targets[b, t] == (tokens[t + 1] if letter_next else -100), (b, t)
+            assert bool(batch.extras["scored"][b, t]) == (1 <= t < length - 1), (b, t)
+            if t < length - 1:  # the true next-symbol distribution: uniform over the state's edges
+                state = int(data.states[row, t])
+                edges = data.automata[row].delta[state]
+                expected = torch.zeros(20, dtype=torch.float64)
+                expected[[s for s, _ in edges]] = 1 / len(edges)
+                assert torch.equal(batch.extras["next_dist"][b, t], expected), (b, t)
+
+
+def test_scores_compare_in_the_precision_of_the_predictions(task):
+    batch = task.batch("val", 0, 4)
+    exact = batch.extras["next_dist"].float()  # float32 predictions equal to the truth rounded to float32
+    assert regular_language_scores(exact, batch) == {"accuracy": 1.0, "tvd": 0.0}
