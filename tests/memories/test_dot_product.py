@@ -61,8 +61,9 @@ def test_dot_product_one_beta_per_query_by_hand():
     torch.testing.assert_close(kernel.retrieve_varying(queries, keys, values, beta, mask=mask), expected, rtol=0, atol=1e-13)
     torch.testing.assert_close(Kernel.retrieve_varying(kernel, queries, keys, values, beta, mask=mask), expected,
                                rtol=0, atol=1e-13)
-    torch.testing.assert_close(kernel.retrieve_varying(queries, keys, values, beta),
-                               attention_by_hand(queries, keys, values, 2 * beta), rtol=0, atol=1e-13)
+    unmasked = attention_by_hand(queries, keys, values, 2 * beta)
+    torch.testing.assert_close(kernel.retrieve_varying(queries, keys, values, beta), unmasked, rtol=0, atol=1e-13)
+    torch.testing.assert_close(Kernel.retrieve_varying(kernel, queries, keys, values, beta), unmasked, rtol=0, atol=1e-13)
     # A single query: its β is the first and only one.
     one = kernel.retrieve_varying(queries[:, :1], keys, values, beta[:, :1])
     torch.testing.assert_close(one, expected[:, :1] if mask[0].all() else attention_by_hand(

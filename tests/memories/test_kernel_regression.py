@@ -440,3 +440,19 @@ def test_nadaraya_watson_leave_one_out_in_chunks_equals_the_whole_matrix(monkeyp
         np.fill_diagonal(logits, -np.inf)
         w = np.exp(logits - logits.max(1, keepdims=True))
         assert score == pytest.approx(np.mean((w @ y / w.sum(1) - y) ** 2), rel=1e-9), beta
+
+
+def test_one_beta_per_query_is_each_query_retrieved_with_its_own_beta():
+    kernel = GaussianKernel()
+    gen = torch.Generator().manual_seed(3)
+    queries, keys = torch.randn(2, 3, 2, generator=gen, dtype=f64), torch.randn(2, 4, 2, generator=gen, dtype=f64)
+    values = torch.randn(2, 4, 5, generator=gen, dtype=f64)
+    beta = torch.tensor([[0.2, 1.0, 3.0], [0.5, 0.1, 2.0]], dtype=f64)  # (B, Tq)
+    mask = torch.tensor([[True, True, False, True], [False, False, False, False], [True, False, True, False]])
+    for m in (None, mask):
+        out = kernel.retrieve_varying(queries, keys, values, beta, mask=m)  # (B, Tq, dv)
+        for b in range(2):
+            for t in range(3):
+                expected = kernel_regression(queries[b, t:t + 1], keys[b], values[b], float(beta[b, t]),
+                                             mask=None if m is None else m[t:t + 1])
+                torch.testing.assert_close(out[b, t:t + 1], expected, rtol=0, atol=1e-14)
