@@ -204,3 +204,8 @@ def test_periods_off_the_half_grid_are_used_at_full_precision(split):
     periods = torch.tensor(sets, dtype=torch.float64)
     expected = task.positions(periods, batch.extras["offsets"].double(), 7).float()
     torch.testing.assert_close(batch.inputs, expected[:, :-1], rtol=0, atol=1e-6)
+
+
+def test_the_default_selection_is_the_papers_three_moons():
+    train, val = select_period_sets()
+    assert val == (1.0, 2.0, 3.0) and len(train) == 8 and all(len(s) == 3 for s in train)
