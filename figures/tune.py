@@ -13,8 +13,9 @@ only). This script trains every (model, lr), keeps the best lr of each model on 
 writes the grid, every validation number and the choice to `figures/tuned/FAMILY.json`, a committed
 file. The family's presets read their learning rates from that file when they are loaded, so the main
 job uses the tuned choice without tuning, and every result file records the grid and the choice with
-the preset. The file also keeps the preset's other settings as they were when it was tuned: a preset
-changed since (more steps, another model size) warns that its learning rates need a new tuning.
+the preset. The file also keeps what the tuning trained (each model's run without its lr): a preset whose
+runs changed since (more steps, another model size) warns, when its figure is computed, that its learning
+rates need a new tuning.
 """
 
 from __future__ import annotations
@@ -38,32 +39,55 @@ def tuned_file(family: str, root: Path | None = None) -> Path:
     return Path(TUNED if root is None else root) / f"{family}.json"
 
 
-# What a tuning fills in or chooses; every other key of a preset is a setting the choice depends on.
-LEARNING_RATE_KEYS = ("lr", "lr_grid", "lr_by_model")
+def settings(module, preset: dict) -> dict:
+    """What a tuning of `preset` trains, beside the learning rate: each compared model's run as the
+    family's `tuning_runs` makes it, without its lr, output directory and name, as JSON reads it back."""
+    runs = {}
+    for model, run_for in module.tuning_runs(preset).items():
+        config = run_for(1.0).to_dict()
+        del config["train"]["lr"], config["out"], config["name"]
+        runs[model] = config
+    return json.loads(json.dumps(runs))
 
 
-def settings(preset: dict) -> dict:
-    """The settings of `preset` that its tuned learning rates depend on (all but the learning rates), as
-    JSON reads them back (tuples become lists)."""
-    return json.loads(json.dumps({k: v for k, v in preset.items() if k not in LEARNING_RATE_KEYS}))
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
-def changed_settings(family: str, name: str, preset: dict, root: Path | None = None) -> list[str]:
-    """The settings of preset `name` that differ from those it was tuned with (none where it was not tuned)."""
+def changed_settings(family: str, name: str, module, preset: dict, root: Path | None = None) -> list[str]:
+    """The settings (dotted: `gpt.train.steps`) of the runs that tuning preset `name` trains that differ from
+    those it was tuned with; none where the preset was not tuned."""
     path = tuned_file(family, root)
     choice = json.loads(path.read_text()).get(name) if path.exists() else None
     if choice is None:
         return []
     if "settings" not in choice:
         return ["settings not recorded: tuned before they were"]
-    tuned, now = choice["settings"], settings(preset)
+    tuned, now = _flat(choice["settings"]), _flat(settings(module, preset))
     return sorted(key for key in set(tuned) | set(now) if tuned.get(key) != now.get(key))
+
+
+def warn_if_changed(family: str, name: str, module, preset: dict, root: Path | None = None) -> list[str]:
+    """Warn, naming what changed, where preset `name` no longer trains what its learning rates were tuned
+    on (`sandbox figures` calls this before it computes); the changed settings."""
+    changed = changed_settings(family, name, module, preset, root)
+    if changed:
+        warnings.warn(f"{tuned_file(family, root).name}: the {name!r} preset's runs changed since their learning "
+                      f"rates were tuned ({', '.join(changed)}); run `python -m figures.tune {family} --preset {name}` "
+                      "again", UserWarning, stacklevel=2)
+    return changed
 
 
 def with_tuned(family: str, presets: dict, root: Path | None = None) -> dict:
     """`presets` with, for each preset tuned in `figures/tuned/FAMILY.json`, its `lr_by_model` (the chosen
-    lr of each model) and `lr_grid` (the grid the choice was made on) filled in. A preset whose settings
-    changed since its tuning keeps the tuned rates, with a warning that names the changed settings."""
+    lr of each model) and `lr_grid` (the grid the choice was made on) filled in."""
     path = tuned_file(family, root)
     if not path.exists():
         return presets
@@ -74,11 +98,6 @@ def with_tuned(family: str, presets: dict, root: Path | None = None) -> dict:
         if choice is None:
             out[name] = preset
             continue
-        changed = changed_settings(family, name, preset, root)
-        if changed:
-            warnings.warn(f"{path.name}: the {name!r} preset changed since its learning rates were tuned "
-                          f"({', '.join(changed)}); run `python -m figures.tune {family} --preset {name}` again",
-                          UserWarning, stacklevel=2)
         out[name] = {**preset, "lr_grid": choice["grid"],
                      "lr_by_model": {model: entry["lr"] for model, entry in choice["models"].items()}}
     return out
@@ -153,7 +172,7 @@ def tune(family: str, preset_name: str, out: Path, progress: bool | None = None,
     path = tuned_file(family, root)
     saved = json.loads(path.read_text()) if path.exists() else {}
     saved[preset_name] = {"grid": list(grid), "metric": metric, "over": over, "higher_is_better": higher,
-                          "models": models, "settings": settings(module.PRESETS[preset_name])}
+                          "models": models, "settings": settings(module, module.PRESETS[preset_name])}
     write_json(path, saved)
     return saved[preset_name]
 

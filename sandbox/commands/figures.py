@@ -83,6 +83,10 @@ def run(args) -> int:
             else:
                 print(f"[{name}] does not take --seeds: one seed")
         out = Path(args.out) / name
+        if not args.plot_only and hasattr(module, "tuning_runs"):
+            from figures.tune import warn_if_changed
+
+            warn_if_changed(name, args.preset, module, preset)
         if not args.plot_only:
             start = time.perf_counter()
             print(f"[{name}] computing with the {args.preset!r} preset -> {out}")

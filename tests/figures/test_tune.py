@@ -21,7 +21,7 @@ def test_tuning_keeps_each_models_best_validation_lr_and_presets_read_it(tmp_pat
         assert losses[f"{entry['lr']:g}"] == min(losses.values())  # the loss: lower is better
     saved = json.loads(tune.tuned_file("three-moons", tmp_path).read_text())
     assert saved["tiny"] == choice
-    assert choice["settings"]["steps"] == 8 and "lr" not in choice["settings"]
+    assert choice["settings"] == tune.settings(three_moons, three_moons.PRESETS["tiny"])
     monkeypatch.setattr(tune, "TUNED", tmp_path)
     presets = tune.with_tuned("three-moons", {"tiny": three_moons.PRESETS["tiny"], "quick": {"steps": 1}})
     assert presets["tiny"]["lr_by_model"] == {m: e["lr"] for m, e in choice["models"].items()}
@@ -32,35 +32,40 @@ def test_tuning_keeps_each_models_best_validation_lr_and_presets_read_it(tmp_pat
     assert tune.model_lr(presets["quick"], "3_units", 1.0) == 1.0
 
 
-def test_a_preset_changed_since_its_tuning_warns_with_the_changed_settings(tmp_path):
-    saved = {"tiny": {"grid": [1e-3, 1e-2, 1e-1], "models": {"a": {"lr": 1e-2}},
-                      "settings": {"steps": 8, "batch_size": 4, "sizes": [1, 2]}}}
-    (tmp_path / "fam.json").write_text(json.dumps(saved))
-    same = {"steps": 8, "batch_size": 4, "sizes": (1, 2), "lr": 5.0}  # lr is not a setting; tuples read as lists
+def test_a_preset_whose_runs_changed_since_its_tuning_warns_with_the_changed_settings(tmp_path):
+    tiny = three_moons.PRESETS["tiny"]
+    settings = tune.settings(three_moons, tiny)
+    assert set(settings) == {"1_unit", "3_units"} and "lr" not in settings["1_unit"]["train"]
+    assert settings["1_unit"]["train"]["steps"] == tiny["steps"] and "out" not in settings["1_unit"]
+    saved = {"tiny": {"grid": [1e-3, 1e-2, 1e-1], "models": {"1_unit": {"lr": 1e-2}}, "settings": settings}}
+    (tmp_path / "three-moons.json").write_text(json.dumps(saved))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert tune.with_tuned("fam", {"tiny": same}, root=tmp_path)["tiny"]["lr_by_model"] == {"a": 1e-2}
-    with pytest.warns(UserWarning, match=r"'tiny' preset changed .*\(batch_size, heads\).*figures.tune fam --preset tiny"):
-        presets = tune.with_tuned("fam", {"tiny": {**same, "batch_size": 16, "heads": 2}}, root=tmp_path)
-    assert presets["tiny"]["lr_by_model"] == {"a": 1e-2}  # kept, with the warning
+        assert tune.warn_if_changed("three-moons", "tiny", three_moons, {**tiny, "lr": 5.0}, tmp_path) == []
+    longer = {**tiny, "steps": tiny["steps"] + 1}
+    with pytest.warns(UserWarning, match=r"'tiny' preset's runs changed .*1_unit\.train\.steps.*"
+                                         r"figures.tune three-moons --preset tiny"):
+        changed = tune.warn_if_changed("three-moons", "tiny", three_moons, longer, tmp_path)
+    assert changed == ["1_unit.train.steps", "3_units.train.steps"]
+    assert tune.changed_settings("three-moons", "quick", three_moons, longer, tmp_path) == []  # not tuned
     del saved["tiny"]["settings"]
-    (tmp_path / "fam.json").write_text(json.dumps(saved))
-    with pytest.warns(UserWarning, match="settings not recorded"):
-        tune.with_tuned("fam", {"tiny": same}, root=tmp_path)
+    (tmp_path / "three-moons.json").write_text(json.dumps(saved))
+    assert tune.changed_settings("three-moons", "tiny", three_moons, tiny, tmp_path) == [
+        "settings not recorded: tuned before they were"]
 
 
-def test_every_committed_tuning_was_made_with_the_presets_settings_of_today():
-    """figures/tuned/*.json: a preset edited after its tuning must be tuned again (its file says so)."""
+def test_every_committed_tuning_trained_what_the_presets_train_today():
+    """figures/tuned/*.json: a preset whose compared runs changed after its tuning must be tuned again."""
     import importlib
 
     from figures import FAMILIES
 
     tuned = sorted(tune.TUNED.glob("*.json"))
-    assert tuned
+    assert len(tuned) >= 4
     for path in tuned:
         module = importlib.import_module(FAMILIES[path.stem])
         for name in json.loads(path.read_text()):
-            assert tune.changed_settings(path.stem, name, module.PRESETS[name]) == [], (path.name, name)
+            assert tune.changed_settings(path.stem, name, module, module.PRESETS[name]) == [], (path.name, name)
 
 
 def test_every_comparing_family_has_a_grid_of_at_least_three_learning_rates():
@@ -124,3 +129,16 @@ def test_a_grid_with_a_diverging_rate_saves_it_as_null_and_chooses_among_the_oth
         finite = {lr: v for lr, v in entry["validation"].items() if v is not None}
         assert entry["validation"][f"{entry['lr']:g}"] == min(finite.values())
     assert saved == choice
+
+
+def test_sandbox_figures_warns_before_computing_a_preset_whose_tuning_is_stale(tmp_path, monkeypatch):
+    from sandbox.cli import main
+
+    tiny = three_moons.PRESETS["tiny"]
+    stale = tune.settings(three_moons, {**tiny, "batch_size": tiny["batch_size"] + 1})
+    (tmp_path / "three-moons.json").write_text(json.dumps({"tiny": {"grid": [1, 2, 3], "models": {}, "settings": stale}}))
+    monkeypatch.setattr(tune, "TUNED", tmp_path)
+    monkeypatch.setattr(three_moons, "compute", lambda *a, **k: (_ for _ in ()).throw(SystemExit("stopped")))
+    with pytest.warns(UserWarning, match=r"1_unit\.train\.batch_size, 3_units\.train\.batch_size"), \
+            pytest.raises(SystemExit, match="stopped"):
+        main(["figures", "three-moons", "--preset", "tiny", "--out", str(tmp_path / "out"), "--no-progress"])
