@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from sandbox.memories import Kernel
@@ -64,7 +64,6 @@ memory_options = st.builds(
     gamma=st.one_of(st.none(), st.floats(0, 1)))
 
 
-@settings(max_examples=40)
 @given(seed=st.integers(0, 2**31), length=st.integers(1, 40), units=st.sampled_from([1, 2, 3]),
        width=st.sampled_from([2, 4]), options=memory_options, batch=st.integers(1, 3))
 def test_fast_path_matches_reference(seed, length, units, width, options, batch):
@@ -349,3 +348,73 @@ def test_contextual_memory_by_hand(case):
                 cache = {}
                 parts = [memory(x[:, :cut], path=path, cache=cache), memory(x[:, cut:], path=path, cache=cache)]
                 torch.testing.assert_close(torch.cat(parts, 1), expected, rtol=0, atol=1e-12, msg=f"{path} {cut}")
+
+
+def test_decay_matrix_and_powers_by_hand():
+    from sandbox.memories.contextual import decay_matrix, powers
+
+    log_leak = torch.log(torch.tensor([0.5, 0.25], dtype=f64))
+    expected = torch.tensor([[[0.5 ** (t - s) if s <= t else 0.0 for s in range(4)] for t in range(4)]
+                             for _ in range(2)], dtype=f64)
+    expected[1] = torch.tensor([[0.25 ** (t - s) if s <= t else 0.0 for s in range(4)] for t in range(4)], dtype=f64)
+    torch.testing.assert_close(decay_matrix(log_leak, 4), expected, rtol=1e-15, atol=0)
+    torch.testing.assert_close(powers(log_leak, 3), torch.tensor([[0.5, 0.25, 0.125], [0.25, 0.0625, 0.015625]],
+                                                                 dtype=f64), rtol=1e-15, atol=0)
+    assert powers(log_leak, 3).dtype == decay_matrix(log_leak, 3).dtype == f64
+
+
+@pytest.mark.parametrize("length", [1, 2, 5, 7, 9])
+def test_leaky_and_gated_averages_by_hand(length):
+    """k̄_t = x_t + λ k̄_{t-1} from k̄_0 (the carried-in state), one step at a time; the gated average
+    with a leak λ_t per step. Chunks of 2 and 3 cut the sequences at every kind of boundary."""
+    from sandbox.memories.contextual import gated_average, gated_average_reference
+
+    gen = torch.Generator().manual_seed(length)
+    x = torch.randn(2, 3, length, 2, generator=gen, dtype=f64)  # (B, U, T, h)
+    initial = torch.randn(2, 3, 2, generator=gen, dtype=f64)  # (B, U, h)
+    leak = torch.tensor([0.3, 0.8, 0.95], dtype=f64)
+    log_leaks = -torch.rand(2, 3, length, generator=gen, dtype=f64)  # (B, U, T): log λ_t
+    for start in (None, initial):
+        fixed, gated = torch.zeros_like(x), torch.zeros_like(x)
+        state = torch.zeros(2, 3, 2, dtype=f64) if start is None else start
+        gated_state = state
+        for t in range(length):
+            state = x[..., t, :] + leak[:, None] * state
+            gated_state = x[..., t, :] + log_leaks[..., t, None].exp() * gated_state
+            fixed[..., t, :], gated[..., t, :] = state, gated_state
+        torch.testing.assert_close(leaky_average_reference(x, leak, initial=start), fixed, rtol=0, atol=1e-13)
+        torch.testing.assert_close(gated_average_reference(x, log_leaks, initial=start), gated, rtol=0, atol=1e-13)
+        for chunk in (2, 3, 64):
+            torch.testing.assert_close(leaky_average(x, leak, chunk, initial=start), fixed, rtol=0, atol=1e-13)
+            torch.testing.assert_close(gated_average(x, log_leaks, chunk, initial=start), gated, rtol=0, atol=1e-13)
+
+
+def test_beta_conventions_lag_and_split():
+    memory = ContextualMemory(8, 2, adaptive_beta=True)
+    with pytest.raises(ValueError, match=r"^an adaptive β depends on the number of pairs stored: give pairs \(Tq,\)$"):
+        memory.beta()
+    # A query that sees no pair has β as for one pair (n = max(1, pairs)).
+    torch.testing.assert_close(memory.beta(torch.tensor([0, 1])).detach()[:, 0], memory.beta(torch.tensor([1])).detach()[:, 0])
+    # Checkpoints that kept a fixed attention scale 2β as "beta_fixed" load as β = 2β / 2.
+    fixed = ContextualMemory(4, 2, beta=1.0)
+    state = fixed.state_dict()
+    state["beta_fixed"] = torch.tensor([3.0, 5.0])
+    del state["beta_kernel"]
+    fixed.load_state_dict(state)
+    torch.testing.assert_close(fixed.beta(), torch.tensor([1.5, 2.5]))
+    fixed.load_state_dict(fixed.state_dict())  # a current checkpoint loads as it is
+    torch.testing.assert_close(fixed.beta(), torch.tensor([1.5, 2.5]))
+    assert ContextualMemory(4, 2).current_lag() is None
+    assert ContextualMemory(4, 2, lag=(3, 3)).train().current_lag() == 3
+    # split: (B, T, U·h) -> (B, U, T, h), unit u the u-th block of h features.
+    x = torch.arange(2 * 3 * 8, dtype=f64).reshape(2, 3, 8)
+    torch.testing.assert_close(memory.split(x), x.reshape(2, 3, 2, 4).transpose(1, 2), rtol=0, atol=0)
+
+
+def test_visible_by_hand():
+    memory = ContextualMemory(4, 2, window=3)
+    t = torch.arange(6)
+    seen = memory.visible(t, t, lag=2)  # s < t, s > t - 3, s <= t - 2: exactly s = t - 2
+    assert torch.equal(seen, torch.tensor([[s == q - 2 for s in range(6)] for q in range(6)]))
+    plain = ContextualMemory(4, 2).visible(t[2:], t)  # queries at 2..5 against keys 0..5: strict past
+    assert torch.equal(plain, torch.tensor([[s < q for s in range(6)] for q in range(2, 6)]))

@@ -198,3 +198,58 @@ def test_swiglu_records_its_hidden_layer():
     torch.testing.assert_close(memory.capture.store["outputs"], hidden.detach(), rtol=0, atol=1e-14)
     torch.testing.assert_close(out, hidden @ memory.out_map.weight.T, rtol=0, atol=1e-14)
     assert memory.gate_map.bias is None and memory.up_map.bias is None and memory.out_map.bias is None
+
+
+def test_each_path_averages_the_keys_its_own_way():
+    """`path` is honoured down to the keys: the fast path takes the chunked scan, the reference the T×T
+    decay matrix (equal to rounding; 70 positions cross a chunk boundary, where the two round differently),
+    and `keys` defaults to the fast path."""
+    from sandbox.memories.contextual import leaky_average, leaky_average_reference
+
+    torch.manual_seed(0)
+    memory = PersistentMemory(8, 2, 3).double()
+    x = torch.randn(2, 70, 8, dtype=f64)
+    with torch.no_grad():
+        raw = memory.keys_map(x).unflatten(-1, (2, 4)).transpose(-3, -2)  # (B, U, T, h)
+        fast, reference = leaky_average(raw, memory.leak()), leaky_average_reference(raw, memory.leak())
+        assert not torch.equal(fast, reference)
+        assert torch.equal(memory.keys(x, path="fast"), fast) and torch.equal(memory.keys(x), fast)
+        assert torch.equal(memory.keys(x, path="reference"), reference)
+
+
+def test_each_path_retrieves_its_own_way():
+    """`path` is honoured down to the retrieval: the reference path is the kernel's weights over the slots
+    written out, to the last bit, and the fast path, the kernel's own retrieval, rounds differently; each
+    path's recorded keys come from its own average. The slots come in the dtype asked for."""
+    from sandbox.layers import Capture
+    from sandbox.memories.contextual import leaky_average, leaky_average_reference, unit
+
+    torch.manual_seed(0)
+    memory = PersistentMemory(8, 2, 3).double()
+    x = torch.randn(2, 70, 8, dtype=f64)
+    memory.capture = Capture()
+    memory.capture.requested = {"keys"}
+    with torch.no_grad():
+        raw = memory.keys_map(x).unflatten(-1, (2, 4)).transpose(-3, -2)  # (B, U, T, h)
+        outputs = {path: memory(x, path=path) for path in ("fast", "reference")}
+        keys = memory.capture.store["keys"]  # the reference path's, recorded last
+        assert torch.equal(keys, unit(leaky_average_reference(raw, memory.leak())))
+        slot_keys, slot_values = memory.slots(f64)
+        written_out = memory.kernel.weights(keys, slot_keys, memory.beta()) @ slot_values  # (B, U, T, h)
+        assert torch.equal(outputs["reference"], memory.out_map(written_out.transpose(-3, -2).flatten(-2)))
+        assert not torch.equal(outputs["fast"], outputs["reference"])
+        memory(x)
+        assert torch.equal(memory.capture.store["keys"], unit(leaky_average(raw, memory.leak())))
+    assert all(s.dtype == f64 for s in PersistentMemory(8, 2, 3).slots(f64))
+
+
+def test_options_are_honoured_as_one_object_and_complex_maps_reach_both_maps():
+    from sandbox.layers import ComplexLinear
+    from sandbox.memories.options import MemoryOptions
+
+    memory = PersistentMemory(8, 2, 3, MemoryOptions(leak=False, kernel="gaussian_sphere"))
+    assert memory.leak() is None and memory.kernel.unit_sphere and memory.options.leak is False
+    complex_memory = PersistentMemory(8, 2, 3, complex_maps=True)
+    assert isinstance(complex_memory.keys_map, ComplexLinear) and isinstance(complex_memory.out_map, ComplexLinear)
+    assert isinstance(PersistentMemory(8, 2, 3).keys_map, torch.nn.Linear)
+    assert complex_memory(torch.randn(1, 3, 8)).shape == (1, 3, 8)
