@@ -418,3 +418,21 @@ def test_visible_by_hand():
     assert torch.equal(seen, torch.tensor([[s == q - 2 for s in range(6)] for q in range(6)]))
     plain = ContextualMemory(4, 2).visible(t[2:], t)  # queries at 2..5 against keys 0..5: strict past
     assert torch.equal(plain, torch.tensor([[s < q for s in range(6)] for q in range(2, 6)]))
+
+
+def test_averages_of_one_unbatched_sequence_by_hand():
+    """x (U, T, h) with no batch axis (the leading axes are optional): the lengths are read from the
+    time axis, -2, not from a fixed position (here h = 2 and T = 5 differ)."""
+    from sandbox.memories.contextual import decay_matrix
+
+    gen = torch.Generator().manual_seed(0)
+    x, initial = torch.randn(3, 5, 2, generator=gen, dtype=f64), torch.randn(3, 2, generator=gen, dtype=f64)
+    leak = torch.tensor([0.3, 0.8, 0.95], dtype=f64)
+    expected, state = torch.zeros_like(x), initial
+    for t in range(5):
+        state = x[:, t] + leak[:, None] * state
+        expected[:, t] = state
+    for chunk in (2, 64):
+        torch.testing.assert_close(leaky_average(x, leak, chunk, initial=initial), expected, rtol=0, atol=1e-13)
+    torch.testing.assert_close(leaky_average_reference(x, leak, initial=initial), expected, rtol=0, atol=1e-13)
+    assert decay_matrix(torch.log(leak), 5).shape == (3, 5, 5)

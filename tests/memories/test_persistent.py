@@ -239,7 +239,10 @@ def test_each_path_retrieves_its_own_way():
         assert torch.equal(outputs["reference"], memory.out_map(written_out.transpose(-3, -2).flatten(-2)))
         assert not torch.equal(outputs["fast"], outputs["reference"])
         memory(x)
-        assert torch.equal(memory.capture.store["keys"], unit(leaky_average(raw, memory.leak())))
+        keys = memory.capture.store["keys"]  # the fast path's
+        assert torch.equal(keys, unit(leaky_average(raw, memory.leak())))
+        written_out = memory.kernel.weights(keys, slot_keys, memory.beta()) @ slot_values
+        assert not torch.equal(outputs["fast"], memory.out_map(written_out.transpose(-3, -2).flatten(-2)))
     assert all(s.dtype == f64 for s in PersistentMemory(8, 2, 3).slots(f64))
 
 
