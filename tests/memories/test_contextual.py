@@ -436,3 +436,13 @@ def test_averages_of_one_unbatched_sequence_by_hand():
         torch.testing.assert_close(leaky_average(x, leak, chunk, initial=initial), expected, rtol=0, atol=1e-13)
     torch.testing.assert_close(leaky_average_reference(x, leak, initial=initial), expected, rtol=0, atol=1e-13)
     assert decay_matrix(torch.log(leak), 5).shape == (3, 5, 5)
+    from sandbox.memories.contextual import gated_average, gated_average_reference
+
+    log_leaks = -torch.rand(3, 5, generator=gen, dtype=f64)  # (U, T): log λ_t
+    expected, state = torch.zeros_like(x), initial
+    for t in range(5):
+        state = x[:, t] + log_leaks[:, t, None].exp() * state
+        expected[:, t] = state
+    torch.testing.assert_close(gated_average_reference(x, log_leaks, initial=initial), expected, rtol=0, atol=1e-13)
+    for chunk in (2, 64):
+        torch.testing.assert_close(gated_average(x, log_leaks, chunk, initial=initial), expected, rtol=0, atol=1e-13)
