@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from sandbox.memories.kernel_regression import Kernel, as_beta, check_memory_args
 from sandbox.registry import register_kernel
-from sandbox.validation import check_unit_norm
+from sandbox.validation import check_positive, check_unit_norm
 
 
 @register_kernel("dot_product")
@@ -41,7 +41,7 @@ class DotProductKernel(Kernel):
         return masked_attention(queries * (2 * as_beta(beta, queries)), keys, values, mask)  # the scale 2β folded in
 
     def retrieve_varying(self, queries, keys, values, beta, *, mask=None):
-        check_memory_args(queries, keys, values, beta[..., 0], mask)
+        check_memory_args(queries, keys, values, check_positive(beta, "beta", allow_tensor=True)[..., 0], mask)
         self.check(queries, keys)
         return masked_attention(queries * (2 * beta[..., None]), keys, values, mask)  # β of query t folded into it
 
@@ -54,7 +54,7 @@ class DotProductKernel(Kernel):
         return strict_past_attention(scaled, keys, values)
 
     def causal_varying(self, keys, values, beta):
-        check_memory_args(keys, keys, values, beta[..., 0])
+        check_memory_args(keys, keys, values, check_positive(beta, "beta", allow_tensor=True)[..., 0])
         self.check(keys, keys)
         return strict_past_attention(keys * (2 * beta[..., None]), keys, values)  # β_t folded into query t
 

@@ -232,3 +232,21 @@ def test_long_term_lag_is_drawn_in_training_and_fixed_in_evaluation():
     assert {memory.eval().current_lag() for _ in range(20)} == {2}
     with pytest.raises(ValueError, match="lag must be in"):
         ContextualMemory(8, 2, lag=(3, 2))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("bad", [-1.0, 0.0, float("nan"), float("inf")])
+def test_one_beta_per_query_is_checked_at_every_query(kernel, bad):
+    """A β that is not finite and > 0 is refused wherever it sits, not only at the first query."""
+    gen = torch.Generator().manual_seed(0)
+    queries, keys, values = (torch.nn.functional.normalize(torch.randn(shape, generator=gen, dtype=f64), dim=-1)
+                             for shape in ((2, 3, 4), (2, 5, 4), (2, 5, 4)))
+    beta = torch.ones(2, 3, dtype=f64)
+    beta[1, 2] = bad  # the last query of the second sequence
+    memory = get_kernel(kernel)()
+    with pytest.raises(ValueError, match=r"beta must be finite and > 0"):
+        memory.retrieve_varying(queries, keys, values, beta)
+    beta_seq = torch.ones(2, 5, dtype=f64)
+    beta_seq[0, 4] = bad
+    with pytest.raises(ValueError, match=r"beta must be finite and > 0"):
+        memory.causal_varying(keys, values, beta_seq)
