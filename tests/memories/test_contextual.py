@@ -446,3 +446,16 @@ def test_averages_of_one_unbatched_sequence_by_hand():
     torch.testing.assert_close(gated_average_reference(x, log_leaks, initial=initial), expected, rtol=0, atol=1e-13)
     for chunk in (2, 64):
         torch.testing.assert_close(gated_average(x, log_leaks, chunk, initial=initial), expected, rtol=0, atol=1e-13)
+
+
+def test_the_reference_averages_build_their_tensors_on_the_inputs_device():
+    """Every tensor the reference averages make (the steps, the causal mask) follows the inputs' device.
+    Checked without a GPU on the `meta` device, where a tensor made on the CPU raises when it meets them."""
+    from sandbox.memories.contextual import decay_matrix, gated_average_reference, leaky_average_reference, powers
+
+    meta = dict(device="meta", dtype=torch.float64)
+    x, leak, log_leak = torch.empty(2, 3, 5, 4, **meta), torch.empty(3, **meta), torch.empty(3, 5, **meta)
+    assert decay_matrix(torch.log(leak), 5).shape == (3, 5, 5)
+    assert powers(torch.log(leak), 5).shape == (3, 5)
+    assert leaky_average_reference(x, leak, initial=torch.empty(2, 3, 4, **meta)).device.type == "meta"
+    assert gated_average_reference(x, log_leak, initial=torch.empty(2, 3, 4, **meta)).device.type == "meta"
