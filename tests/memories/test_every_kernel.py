@@ -187,7 +187,7 @@ def test_adaptive_beta_grows_with_the_pairs_stored():
         memory.beta_power_logit.copy_(torch.tensor([0.0, 1.0]))
         memory.beta_floor_logit.copy_(torch.tensor([-1.0, 2.0]))
     pairs = torch.tensor([1, 4, 64])
-    beta = memory.beta(pairs)  # (U, Tq)
+    beta = memory.beta(pairs).detach()  # (U, Tq)
     base = torch.exp(scaled(memory.beta_log.detach())) / 2
     alpha = torch.sigmoid(torch.tensor([0.0, 1.0], dtype=f64))
     floor = torch.log1p(torch.exp(torch.tensor([-1.0, 2.0], dtype=f64)))
