@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sandbox.memories import Kernel
-from sandbox.memories.contextual import ContextualMemory, leaky_average, leaky_average_reference, scaled
+from sandbox.memories.contextual import ContextualMemory, leaky_average, leaky_average_reference, scaled, unit
+from sandbox.memories.kernel_regression import strict_past_mask
 from sandbox.registry import _KERNELS, get_kernel, list_kernels, register_kernel
 
 f64 = torch.float64
@@ -174,7 +175,7 @@ def test_scalars_are_stored_divided_by_ten_and_start_at_their_initial_values():
 
 
 def test_unit_and_the_beta_cap_by_hand():
-    from sandbox.memories.contextual import BETA_CAP, learned_beta, unit
+    from sandbox.memories.contextual import BETA_CAP, learned_beta
 
     x = torch.tensor([[3e-3, 4e-3], [0.0, 0.0], [30.0, -40.0]], dtype=f64)
     torch.testing.assert_close(unit(x), torch.tensor([[0.6, 0.8], [0.0, 0.0], [0.6, -0.8]], dtype=f64),
@@ -459,3 +460,99 @@ def test_the_reference_averages_build_their_tensors_on_the_inputs_device():
     assert powers(torch.log(leak), 5).shape == (3, 5)
     assert leaky_average_reference(x, leak, initial=torch.empty(2, 3, 4, **meta)).device.type == "meta"
     assert gated_average_reference(x, log_leak, initial=torch.empty(2, 3, 4, **meta)).device.type == "meta"
+
+
+def _record_kernel_calls(memory: ContextualMemory) -> list[str]:
+    """Wrap the memory's kernel methods so that each call appends its name to the returned list."""
+    calls = []
+    for name in ("retrieve", "retrieve_varying", "causal", "causal_varying", "weights"):
+        def recorded(*args, _name=name, _method=getattr(memory.kernel, name), **kwargs):
+            calls.append(_name)
+            return _method(*args, **kwargs)
+        setattr(memory.kernel, name, recorded)
+    return calls
+
+
+def _attention_by_hand(queries, keys, values, beta, mask):
+    """Σ_s softmax_s(2β_t q_t·k_s) v_s over the visible s, 0 where none is: β (U,) or (U, Tq), mask (Tq, N)."""
+    beta = beta[:, None] if beta.dim() == 1 else beta  # (U, 1) or (U, Tq)
+    scores = 2 * beta[..., None] * (queries @ keys.transpose(-1, -2))  # (B, U, Tq, N)
+    weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), -1).nan_to_num(0.0)
+    return weights @ values
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_each_path_retrieves_and_runs_causally_its_own_way(adaptive):
+    """`path` is honoured by `retrieve` and `causal`: the fast path is the kernel's own form (`retrieve`,
+    `causal`; `retrieve_varying`, `causal_varying` with one β per query), the reference the kernel's
+    weights written out, and both default to the fast path. Which ran is recorded by a spy; every result
+    is the attention written out by hand (a query with no visible pair retrieves 0)."""
+    torch.manual_seed(0)
+    memory = ContextualMemory(8, 2, adaptive_beta=adaptive).double()
+    calls = _record_kernel_calls(memory)
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = (unit(torch.randn(2, 2, n, 4, generator=gen, dtype=f64)) for n in (5, 6, 6))  # (B, U, T, h)
+    mask = torch.rand(5, 6, generator=gen) < 0.5  # (Tq, N)
+    mask[2] = False  # a query that sees nothing
+    pairs = mask.sum(-1)
+    fast, varying = ("retrieve_varying", "causal_varying") if adaptive else ("retrieve", "causal")
+    with torch.no_grad():
+        beta = memory.beta(pairs) if adaptive else memory.beta()
+        expected = _attention_by_hand(q, k, v, beta, mask)
+        for kwargs, call in ((dict(), fast), (dict(path="fast"), fast), (dict(path="reference"), "weights")):
+            calls.clear()
+            out = memory.retrieve(q, k, v, mask=mask, pairs=pairs, **kwargs)
+            assert calls == [call], kwargs
+            torch.testing.assert_close(out, expected, rtol=0, atol=1e-12, msg=str(kwargs))
+        causal_mask = strict_past_mask(6)
+        beta = memory.beta(causal_mask.sum(-1)) if adaptive else memory.beta()
+        expected = _attention_by_hand(k, k, v, beta, causal_mask)
+        for kwargs, call in ((dict(), varying), (dict(path="fast"), varying), (dict(path="reference"), "weights")):
+            calls.clear()
+            out = memory.causal(k, v, **kwargs)
+            assert calls == [call], kwargs
+            torch.testing.assert_close(out, expected, rtol=0, atol=1e-12, msg=str(kwargs))
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_retrieval_runs_in_the_inputs_dtype(adaptive):
+    """A float64 memory given float32 queries, keys and values retrieves in float32 (β is cast to the
+    queries' dtype), on both paths, directly and causally, and agrees with float64 within float32 rounding."""
+    torch.manual_seed(0)
+    memory = ContextualMemory(8, 2, adaptive_beta=adaptive, window=4).double()
+    gen = torch.Generator().manual_seed(1)
+    q, k, v = (unit(torch.randn(2, 2, 6, 4, generator=gen, dtype=f64)) for _ in range(3))
+    t = torch.arange(6)
+    mask = memory.visible(t, t)
+    with torch.no_grad():
+        for path in ("fast", "reference"):
+            for run in (lambda *a: memory.retrieve(*a, mask=mask, pairs=mask.sum(-1), path=path),
+                        lambda q, k, v: memory.causal(k, v, path=path)):
+                out = run(q.float(), k.float(), v.float())
+                assert out.dtype == torch.float32, path
+                torch.testing.assert_close(out, run(q, k, v).float(), rtol=0, atol=1e-5, msg=path)
+            weights = memory.attention_weights(k.float())
+            assert weights.dtype == torch.float32
+            torch.testing.assert_close(weights, memory.attention_weights(k).float(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["default", "window", "lag", "adaptive_beta", "gated_keys", "everything"])
+def test_the_memory_makes_its_tensors_on_the_inputs_device(case):
+    """Every tensor the module makes (positions, pair counts, masks) follows the input's device: the whole
+    memory runs on the `meta` device, where a tensor made on the CPU raises when it meets the others.
+    Both paths, the recorded weights, and a prompt continued from a cache."""
+    from sandbox.layers import Capture
+
+    memory = ContextualMemory(8, 2, **CONTEXTUAL_CASES[case]).to("meta").eval()
+    x = torch.empty(2, 5, 8, device="meta")
+    for path in ("fast", "reference"):
+        memory.capture = Capture()
+        memory.capture.requested = {"weights"}
+        assert memory(x, path=path).shape == (2, 5, 8)
+        assert memory.capture.store["weights"].shape == (2, 2, 5, 5)
+        memory.capture = None
+        keys = torch.empty(2, 2, 5, 4, device="meta")
+        assert memory.causal(keys, keys, path=path).shape == (2, 2, 5, 4)
+        cache = {}
+        memory(x[:, :3], path=path, cache=cache)
+        assert memory(x[:, 3:], path=path, cache=cache).device.type == "meta"
