@@ -213,15 +213,27 @@ def test_sampling_distinct_automata_gives_up_after_its_attempt_budget(monkeypatc
     import tasks.automata as automata
 
     only = Automaton((((1, 0),),))  # the language a*: every draw is the same automaton
-    calls = []
-    monkeypatch.setattr(automata, "random_automaton", lambda rng: calls.append(1) or only)
+    calls, budget = [], [0]
+
+    def draw(rng):
+        # A count that never reached its budget would draw for ever: stop it one draw past the budget.
+        calls.append(1)
+        assert len(calls) <= budget[0], f"drew {len(calls)} automata, past the budget of {budget[0]}"
+        return only
+
+    monkeypatch.setattr(automata, "random_automaton", draw)
+    budget[0] = 1
     assert automata.sample_automata(np.random.default_rng(0), 1) == [only]
     calls.clear()
+    budget[0] = 50 * 2 + 1000  # 50 draws per automaton asked for, plus 1000
     with pytest.raises(RuntimeError, match=r"^could only find 1 distinct automata out of 2 asked for$"):
         automata.sample_automata(np.random.default_rng(0), 2)
-    assert len(calls) == 50 * 2 + 1000  # the budget: 50 draws per automaton asked for, plus 1000
-    with pytest.raises(RuntimeError, match="could only find 0 distinct automata out of 1"):
+    assert len(calls) == budget[0]
+    calls.clear()
+    budget[0] = 50 * 1 + 1000
+    with pytest.raises(RuntimeError, match=r"^could only find 0 distinct automata out of 1 asked for$"):
         automata.sample_automata(np.random.default_rng(0), 1, exclude={only.delta})
+    assert len(calls) == budget[0]
 
 
 def test_sequences_join_10_to_19_strings_of_1_to_49_symbols(task):

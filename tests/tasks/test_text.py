@@ -210,3 +210,43 @@ def test_description_names_the_corpus_and_its_splits(tmp_path):
                                "vocab_size": 4, "vocab": "abcd", "seq_len": 3,
                                "split_tokens": {"train": 180, "val": 20, "test": 12}, "ood": str(ood),
                                "ood_dropped_characters": 12}
+
+
+def test_the_training_split_too_must_hold_seq_len_plus_one_tokens(tmp_path):
+    path = tmp_path / "long_val.txt"
+    path.write_text("abcdefghij" * 10)  # 100 characters: val_fraction 0.9 holds out 90, trains on 10
+    task = TextConfig(corpus=str(path), seq_len=9, val_fraction=0.9, ood="none").build(0)
+    assert [len(task.splits[s]) for s in ("train", "val")] == [10, 90]
+    message = (rf"^corpus {re.escape(repr(str(path)))} has 100 tokens: each split \(val_fraction 0.9\) needs "
+               rf"at least seq_len \+ 1 = 11$")
+    with pytest.raises(ValueError, match=message):
+        TextConfig(corpus=str(path), seq_len=10, val_fraction=0.9, ood="none")
+
+
+def test_a_text_removed_after_its_config_was_checked_is_named_when_the_task_is_built(tmp_path):
+    shown = r"\['shakespeare_plays', 'shakespeare_poems'\]"
+    corpus, ood = tmp_path / "c.txt", tmp_path / "o.txt"
+    corpus.write_text("abcd" * 50)
+    ood.write_text("abc" * 10)
+    config = TextConfig(corpus=str(corpus), ood=str(ood), seq_len=3)
+    ood.unlink()
+    with pytest.raises(ValueError, match=rf"^ood must be a built-in name {shown} or an existing file, "
+                                         rf"got {re.escape(repr(str(ood)))}$"):
+        config.build(0)
+    corpus.unlink()
+    with pytest.raises(ValueError, match=rf"^corpus must be a built-in name {shown} or an existing file, "
+                                         rf"got {re.escape(repr(str(corpus)))}$"):
+        config.build(0)
+
+
+def test_nothing_is_dropped_without_an_ood_text_or_with_byte_tokens(tmp_path, byte_task):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("abcd" * 50)
+    task = TextConfig(corpus=str(corpus), seq_len=3, ood="none").build(0)
+    assert task.ood_dropped == 0 and task.describe() == {
+        "name": "text", "kind": "tokens", "corpus": str(corpus), "tokens": "char", "vocab_size": 4,
+        "vocab": "abcd", "seq_len": 3, "split_tokens": {"train": 180, "val": 20}, "ood": "none",
+        "ood_dropped_characters": 0}
+    info = byte_task.describe()  # every character of the poems is some bytes: nothing to drop
+    assert byte_task.ood_dropped == 0 and info["ood_dropped_characters"] == 0
+    assert info["split_tokens"]["test"] == len(read_text("shakespeare_poems").encode("utf-8"))
