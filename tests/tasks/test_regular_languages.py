@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.automata import Automaton, canonical_form, minimise, random_automaton, trim
+from tasks.automata import LETTERS, Automaton, canonical_form, minimise, random_automaton, trim
 from tasks.regular_languages import (
     SEPARATOR,
     RegularLanguagesConfig,
@@ -74,6 +74,30 @@ def test_random_automata_follow_the_specification():
             symbols, targets = [s for s, _ in edges], [t for _, t in edges]
             assert 1 <= len(edges) <= 3 and len(set(symbols)) == len(symbols) and len(set(targets)) == len(targets)
             assert state not in targets and all(1 <= s <= 18 for s in symbols)
+
+
+def test_random_alphabets_have_4_to_18_distinct_letters_and_hold_every_edge_symbol():
+    class Recording:  # the generator's own draws, with each alphabet drawn from the 18 letters recorded
+        def __init__(self, seed):
+            self.rng, self.alphabets = np.random.default_rng(seed), []
+
+        def integers(self, *args, **kwargs):
+            return self.rng.integers(*args, **kwargs)
+
+        def choice(self, a, *args, **kwargs):
+            out = self.rng.choice(a, *args, **kwargs)
+            if a is LETTERS:
+                self.alphabets.append(out.tolist())
+            return out
+
+    rng = Recording(0)
+    automata = [random_automaton(rng) for _ in range(300)]
+    assert len(rng.alphabets) == 300
+    # 300 draws of 15 sizes: every size from 4 to 18 appears (one missing has p < 1e-7).
+    assert sorted({len(alphabet) for alphabet in rng.alphabets}) == list(range(4, 19))
+    for alphabet, automaton in zip(rng.alphabets, automata):
+        assert len(set(alphabet)) == len(alphabet) and set(alphabet) <= set(range(1, 19))
+        assert {symbol for edges in automaton.delta for symbol, _ in edges} <= set(alphabet)
 
 
 def test_every_generated_string_is_accepted(task):
