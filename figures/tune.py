@@ -28,7 +28,7 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
-from sandbox.config import RunConfig
+from sandbox.config import RunConfig, dotted
 from sandbox.io import write_json
 from sandbox.pool import map_processes
 
@@ -50,17 +50,6 @@ def settings(module, preset: dict) -> dict:
     return json.loads(json.dumps(runs))
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-    """{"a": {"b": 1}} -> {"a.b": 1}."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def changed_settings(family: str, name: str, module, preset: dict, root: Path | None = None) -> list[str]:
     """The settings (dotted: `gpt.train.steps`) of the runs that tuning preset `name` trains that differ from
     those it was tuned with; none where the preset was not tuned."""
@@ -70,7 +59,7 @@ def changed_settings(family: str, name: str, module, preset: dict, root: Path | 
         return []
     if "settings" not in choice:
         return ["settings not recorded: tuned before they were"]
-    tuned, now = _flat(choice["settings"]), _flat(settings(module, preset))
+    tuned, now = dotted(choice["settings"]), dotted(settings(module, preset))
     return sorted(key for key in set(tuned) | set(now) if tuned.get(key) != now.get(key))
 
 

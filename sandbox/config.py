@@ -172,6 +172,17 @@ class RunConfig:
             raise type(err)(f"{path}: {err}") from None
 
 
+def dotted(tree: dict, prefix: str = "") -> dict:
+    """A nested dict as one level with dotted keys, as overrides name them: {"train": {"lr": 1}} -> {"train.lr": 1}."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _check_shape(data) -> None:
     """A saved config is an object of sections; each leaf a JSON scalar or a list of scalars."""
     if not isinstance(data, dict):

@@ -113,3 +113,11 @@ def test_unreadable_config_files(tmp_path):
     (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ValueError, match="is not a text"):
         RunConfig.load(tmp_path / "binary.json")
+
+
+def test_dotted_flattens_nested_settings_to_override_names():
+    from sandbox.config import dotted
+
+    assert dotted({"train": {"lr": 1e-3, "betas": (0.9, 0.99)}, "seed": 0, "model": {"a": {"b": None}}, "empty": {}}) == {
+        "train.lr": 1e-3, "train.betas": (0.9, 0.99), "seed": 0, "model.a.b": None}
+    assert set(dotted(RunConfig().to_dict())) >= {"train.lr", "model.d", "task.name", "seed"}

@@ -5,7 +5,7 @@ and persistent memories and a whole mosaic. A kernel that registers is checked h
 import pytest
 import torch
 
-from sandbox.config import RunConfig
+from sandbox.config import RunConfig, dotted
 from sandbox.memories import MemoryOptions
 from sandbox.memories.contextual import ContextualMemory, scaled
 from sandbox.memories.persistent import PersistentMemory
@@ -18,16 +18,6 @@ KERNELS = list_kernels()
 
 def options(kernel: str, **changes) -> MemoryOptions:
     return MemoryOptions(kernel=kernel, **changes)
-
-
-def _flat(cache: dict, prefix="") -> dict:
-    out = {}
-    for key, value in cache.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 # A unit-sphere kernel refuses raw keys (test_sphere_kernel_refuses_raw_keys), so only normalised there.
@@ -75,7 +65,7 @@ def test_mosaic_fast_reference_step_and_prefill_agree(kernel, switches):
         model.prefill(x, prefilled)
         for t in range(x.shape[1]):
             model.step(x[:, t], stepped)
-    a, b = _flat(prefilled), _flat(stepped)
+    a, b = dotted(prefilled), dotted(stepped)
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-10, msg=name)
