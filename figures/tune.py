@@ -74,10 +74,10 @@ def warn_if_changed(family: str, name: str, module, preset: dict, root: Path | N
     return changed
 
 
-def with_tuned(family: str, presets: dict, root: Path | None = None) -> dict:
+def with_tuned(family: str, presets: dict) -> dict:
     """`presets` with, for each preset tuned in `figures/tuned/FAMILY.json`, its `lr_by_model` (the chosen
     lr of each model) and `lr_grid` (the grid the choice was made on) filled in."""
-    path = tuned_file(family, root)
+    path = tuned_file(family)
     if not path.exists():
         return presets
     tuned = json.loads(path.read_text())
