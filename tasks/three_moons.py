@@ -37,8 +37,8 @@ OBSERVATION_CLIP = 0.5
 def combined_period(periods) -> float:
     """LCM of periods given in tenths exactly (0.5 -> 5 tenths), returned in time units."""
     tenths = [round(p * 10) for p in periods]
-    if any(abs(t - p * 10) > 1e-9 for t, p in zip(tenths, periods)):
-        raise ValueError(f"periods must be multiples of 0.1, got {periods}")
+    if any(t < 1 or abs(t - p * 10) > 1e-9 for t, p in zip(tenths, periods)):
+        raise ValueError(f"periods must be multiples of 0.1 and at least 0.1, got {periods}")
     return reduce(lambda a, b: a * b // math.gcd(a, b), tenths) / 10
 
 
@@ -66,6 +66,7 @@ def parse_period_sets(text: str) -> tuple[list[tuple[float, ...]], tuple[float, 
     for g in groups:
         for p in g:
             check_positive(p, "periods")
+        combined_period(g)  # on the tenth grid, so that a combined period exists
     return groups[:-1], groups[-1]
 
 

@@ -146,9 +146,13 @@ def test_offsets_are_the_published_start_points_and_set_the_phase():
 
 def test_periods_off_the_tenth_grid_are_refused_by_name():
     assert combined_period((0.5, 1.5)) == 1.5 and combined_period((0.4, 0.6)) == 1.2
-    for periods in [(0.5, 1.05), (0.55,), (1.0, 2.0 + 1e-6)]:
-        with pytest.raises(ValueError, match=rf"^periods must be multiples of 0.1, got {re.escape(str(periods))}$"):
+    for periods in [(0.5, 1.05), (0.55,), (1.0, 2.0 + 1e-6), (1e-10, 1.0), (0.04,)]:
+        with pytest.raises(ValueError, match=rf"^periods must be multiples of 0.1 and at least 0.1, got {re.escape(str(periods))}$"):
             combined_period(periods)
+    # A custom set is checked when the configuration is made, not when the task is built.
+    with pytest.raises(ValueError, match=r"^periods must be multiples of 0.1 and at least 0.1, got \(1e-10, 1.0\)$"):
+        ThreeMoonsConfig(periods="1,2;1e-10,1")
+    assert combined_period((0.1,)) == 0.1
 
 
 def test_custom_period_sets_hold_out_the_last_group():
