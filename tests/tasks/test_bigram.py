@@ -53,6 +53,29 @@ def test_alias_tables_reproduce_each_row_exactly(rows, size, seed):
     torch.testing.assert_close(recovered, p, rtol=0, atol=1e-12)
 
 
+def test_alias_tables_reproduce_rows_of_counts_with_entries_of_exactly_one_over_v():
+    # A text file's rows are counts over a total: entries of exactly 1/V (scaled to exactly 1) occur,
+    # and the tables must still reproduce the row. Every row of counts summing to 2V, V = 2..4.
+    for size in range(2, 5):
+        grid = torch.cartesian_prod(*[torch.arange(2 * size + 1)] * size)  # (·, V) every count vector
+        counts = grid[grid.sum(1) == 2 * size].double()
+        p = counts / (2 * size)
+        accept, alias = alias_tables(p)
+        recovered = (accept / size).scatter_add(1, alias, (1 - accept) / size)
+        torch.testing.assert_close(recovered, p, rtol=0, atol=1e-12)
+
+
+def test_random_triggers_and_their_bigram_outputs_are_a_pure_function_of_the_seed():
+    task = BigramConfig(seq_len=8, random_triggers=True, outputs="bigram").build(0)
+    draw = lambda: task.draw_triggers_and_outputs(torch.Generator().manual_seed(3), 16)  # noqa: E731
+    (triggers, outputs), (again_triggers, again_outputs) = draw(), draw()
+    assert torch.equal(triggers, again_triggers) and torch.equal(outputs, again_outputs)
+    other = task.draw_triggers_and_outputs(torch.Generator().manual_seed(4), 16)
+    assert not torch.equal(triggers, other[0]) and not torch.equal(outputs, other[1])
+    first, second = task.batch("train", 2, 4), task.batch("train", 2, 4)
+    assert torch.equal(first.inputs, second.inputs) and torch.equal(first.extras["outputs"], second.extras["outputs"])
+
+
 @given(seed=st.integers(0, 2**31), random_triggers=st.booleans(), outputs=st.sampled_from(["uniform", "bigram"]))
 @settings(max_examples=15)
 def test_trigger_outputs_repeat_exactly_and_labels_count_occurrences(seed, random_triggers, outputs):
@@ -228,10 +251,30 @@ def test_dirichlet_source_follows_its_seed_and_concentration():
     torch.testing.assert_close(config.build(0).pi_b, load_source("dirichlet:30", 0.01, 3)[2])
 
 
-def test_shakespeare_source_is_normalised():
+def test_shakespeare_source_is_its_shipped_counts_normalised_in_float64():
+    import json
+    from importlib import resources
+
     from tasks.bigram import load_source
 
     vocab, pi_u, pi_b = load_source("shakespeare")
     assert len(vocab) == 65 and pi_u.shape == (65,) and pi_b.shape == (65, 65)
+    assert pi_u.dtype == pi_b.dtype == torch.float64
     torch.testing.assert_close(pi_u.sum(), torch.tensor(1.0, dtype=torch.float64))
     torch.testing.assert_close(pi_b.sum(1), torch.ones(65, dtype=torch.float64))
+    # The shipped counts are integers: each probability is its count over the total at float64
+    # precision (integer counts divided in float32 would be off by about 1e-8).
+    data = json.loads(resources.files("tasks").joinpath("data/tinyshakespeare_char_counts.json").read_text())
+    unigram, bigram = np.array(data["unigram"], dtype=np.float64), np.array(data["bigram"], dtype=np.float64)
+    assert vocab == data["vocab"] and (bigram.sum(1) > 0).all()
+    torch.testing.assert_close(pi_u, torch.from_numpy(unigram / unigram.sum()), rtol=1e-14, atol=0)
+    torch.testing.assert_close(pi_b, torch.from_numpy(bigram / bigram.sum(1, keepdims=True)), rtol=1e-14, atol=0)
+
+
+def test_load_source_defaults_are_the_configs():
+    from tasks.bigram import load_source
+
+    config = BigramConfig(source="dirichlet:7")
+    _, pi_u, pi_b = load_source("dirichlet:7")
+    _, config_u, config_b = load_source("dirichlet:7", config.concentration, config.source_seed)
+    assert torch.equal(pi_u, config_u) and torch.equal(pi_b, config_b)

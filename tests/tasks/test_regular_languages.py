@@ -155,6 +155,21 @@ def test_ngram_baselines_order(task):
     assert three["tvd"] < two["tvd"] < 0.6
 
 
+def test_ngram_baseline_micro_averages_every_scored_position_of_the_split():
+    # Six test sequences in chunks of 4 and 2: the chunks' scores, weighted by their scored positions,
+    # must give the scores of all positions at once; the defaults are the 3-gram on the test split.
+    small = RegularLanguagesConfig(train_automata=1, eval_automata=6).build(0)
+    whole = small.batch_of_rows("test", torch.arange(6))
+    for n in (2, 3):
+        expected = regular_language_scores(ngram_predictions(whole.inputs, n), whole)
+        chunked = ngram_baseline(small, "test", n, batch_size=4)
+        assert chunked.keys() == expected.keys()
+        for key in expected:
+            assert chunked[key] == pytest.approx(expected[key], rel=0, abs=1e-12), (n, key)
+    assert ngram_baseline(small) == ngram_baseline(small, "test", 3)
+    assert ngram_baseline(small) != ngram_baseline(small, "test", 4)
+
+
 def backoff_reference(prefix: list[int], n: int) -> dict[int, float]:
     """The published back-off baseline written from its description, recounting from scratch: the
     strings read so far, each padded with n-1 fillers ('_'), all their k-grams counted for k <= n."""
@@ -185,6 +200,38 @@ def test_ngram_backoff_by_hand():
     p = ngram_predictions(sequence, 2)[0, -1]
     torch.testing.assert_close(p[1:5], torch.tensor([1 / 4, 1 / 3, 1 / 3, 1 / 12], dtype=torch.float64))
     assert p.sum().item() == pytest.approx(1.0) and p[SEPARATOR] == 0
+
+
+def test_trigram_history_at_a_string_start_holds_the_filler():
+    # "b a c | a b | a" (letters 1..3): after "|a" the 3-gram history is (filler, a), seen twice at a
+    # string start and followed once by b: P(b) = 1/2. The 1/2 left backs off to the 2-gram after "a"
+    # (3 a's, followed by c and b): c gets 1/3 there and the unseen a the 1/3 left; renormalised over
+    # {a, c}, P(a) = P(c) = 1/4. The 2-gram history "a" alone would give 1/3 to each.
+    sequence = [2, 1, 3, SEPARATOR, 1, 2, SEPARATOR, 1]
+    p = ngram_predictions(torch.tensor([sequence]), 3)[0, -1]
+    torch.testing.assert_close(p[1:4], torch.tensor([1 / 4, 1 / 2, 1 / 4], dtype=torch.float64))
+    assert backoff_reference(sequence, 3) == pytest.approx({1: 1 / 4, 2: 1 / 2, 3: 1 / 4}, abs=1e-12)
+
+
+def test_before_any_letter_the_ngram_prediction_is_uniform_over_the_letters():
+    # A sequence that opens with separators has seen no letter yet: every letter gets 1/18, padding and
+    # separator nothing; the first letter then starts the counts as usual.
+    p = ngram_predictions(torch.tensor([[SEPARATOR, SEPARATOR, 2, SEPARATOR]]), 2)[0]  # (4, 20)
+    uniform = torch.zeros(20, dtype=torch.float64)
+    uniform[1:SEPARATOR] = 1 / 18
+    assert torch.equal(p[0], uniform) and torch.equal(p[1], uniform)
+    expected = torch.zeros(20, dtype=torch.float64)
+    expected[2] = 1.0  # only b has been seen
+    assert torch.equal(p[2], expected) and torch.equal(p[3], expected)
+
+
+def test_ngram_order_is_checked_at_its_bounds():
+    sequence = torch.tensor([[1, 2, 1]])
+    for n in (1, 8):
+        torch.testing.assert_close(ngram_predictions(sequence, n).sum(-1), torch.ones(1, 3, dtype=torch.float64))
+    for n in (0, 9):
+        with pytest.raises(ValueError, match=rf"^n must be in \[1, 8\], got {n}$"):
+            ngram_predictions(sequence, n)
 
 
 @settings(max_examples=60)
@@ -261,17 +308,28 @@ def test_sampling_distinct_automata_gives_up_after_its_attempt_budget(monkeypatc
 
 
 def test_sequences_join_10_to_19_strings_of_1_to_49_symbols(task):
-    counts, lengths = [], []
-    for split in ("train", "val", "test"):
-        data = task.sets[split]
+    # Sequences generated here as well as the module task's: mutmut records a module fixture's calls
+    # for the one test that builds it, so only a test that generates its own sequences is run against
+    # each mutant of the generator.
+    from tasks.regular_languages import generate_sequences
+
+    def strings(data):
+        counts, lengths = [], []
         for row, length in zip(data.tokens.tolist(), data.lengths.tolist()):
             assert row[length - 1] != SEPARATOR and all(t == 0 for t in row[length:])  # no trailing '|'
-            strings = "".join("|" if t == SEPARATOR else "a" for t in row[:length]).split("|")
-            counts.append(len(strings))
-            lengths += [len(s) for s in strings]
-    # 140 sequences and ~2000 strings: every end of both ranges is drawn (missing one has p < 1e-6).
+            joined = "".join("|" if t == SEPARATOR else "a" for t in row[:length]).split("|")
+            counts.append(len(joined))
+            lengths += [len(s) for s in joined]
+        return counts, lengths
+
+    automaton = Automaton((((1, 1), (2, 1)), ((3, 0),)))
+    counts, lengths = strings(generate_sequences([automaton] * 150, np.random.default_rng(0)))
+    # 150 sequences and ~2000 strings: every end of both ranges is drawn (missing one has p < 1e-6).
     assert min(counts) == 10 and max(counts) == 19
     assert min(lengths) == 1 and max(lengths) == 49
+    for data in task.sets.values():
+        counts, lengths = strings(data)
+        assert 10 <= min(counts) and max(counts) <= 19 and 1 <= min(lengths) and max(lengths) <= 49
 
 
 @pytest.mark.parametrize("field, low, high", [("train_automata", 1, 200_000), ("eval_automata", 1, 10_000)])
@@ -307,7 +365,11 @@ def test_each_next_symbol_is_uniform_over_the_state_edges():
 
 
 def test_states_are_the_walk_of_each_sequence_and_zero_on_padding(task):
-    for split, data in task.sets.items():
+    from tasks.regular_languages import generate_sequences
+
+    # The module task's sets, and sequences generated in this test (which mutmut then runs it against).
+    generated = generate_sequences(task.sets["val"].automata[:10], np.random.default_rng(1))
+    for split, data in (*task.sets.items(), ("generated", generated)):
         for row, automaton in enumerate(data.automata):
             length, state, expected = int(data.lengths[row]), 0, []
             for token in data.tokens[row, :length].tolist():
@@ -352,6 +414,7 @@ def test_targets_and_scored_positions_by_hand(task):
     data = task.sets["val"]
     width = int(data.lengths[rows].max())
     assert batch.inputs.shape == batch.targets.shape == batch.extras["scored"].shape == (4, width - 1)
+    assert torch.equal(batch.extras["rows"], rows)  # the batch names the fixed sequences it holds
     for b, row in enumerate(rows.tolist()):
         length, tokens = int(data.lengths[row]), data.tokens[row].tolist()
         for t in range(width - 1):
