@@ -556,3 +556,79 @@ def test_the_memory_makes_its_tensors_on_the_inputs_device(case):
         cache = {}
         memory(x[:, :3], path=path, cache=cache)
         assert memory(x[:, 3:], path=path, cache=cache).device.type == "meta"
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_features_average_the_keys_the_way_their_path_says(gated, monkeypatch):
+    """The fast path averages the keys by the chunked scan (`leaky_average`, `gated_average`), the
+    reference by the T×T decay matrix (`*_reference`), from `features` and from `forward`, and both
+    default to the fast path. A spy records which average is called first; both give the same keys."""
+    from sandbox.memories import contextual
+
+    calls = []
+    for name in ("leaky_average", "leaky_average_reference", "gated_average", "gated_average_reference"):
+        def recorded(*args, _name=name, _average=getattr(contextual, name), **kwargs):
+            calls.append(_name)
+            return _average(*args, **kwargs)
+        monkeypatch.setattr(contextual, name, recorded)
+    torch.manual_seed(0)
+    memory = ContextualMemory(4, 2, gated_keys=gated).double()
+    fast, reference = ("gated_average", "gated_average_reference") if gated else ("leaky_average", "leaky_average_reference")
+    x = torch.randn(1, 6, 4, dtype=f64)
+    keys = {}
+    with torch.no_grad():
+        for kwargs, call in ((dict(), fast), (dict(path="fast"), fast), (dict(path="reference"), reference)):
+            calls.clear()
+            keys[call], _, _ = memory.features(x, **kwargs)
+            assert calls[0] == call, kwargs
+            calls.clear()
+            memory(x, **kwargs)
+            assert calls[0] == call, kwargs
+    torch.testing.assert_close(keys[fast], keys[reference], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("path", ["fast", "reference"])
+def test_key_gates_are_capped_at_e_to_the_ten(path):
+    """g_t = e^{min(w_g·x_t, 10)}: a gate logit of 12 or 1000 gives e^10 (finite in any precision), one
+    of 3 gives e^3. Raw keys (no normalisation), W_φ = I, w_λ = 0 and λ = 1/2: k̄_t = g_t x_t + k̄_{t-1}/2."""
+    memory = ContextualMemory(2, 1, gated_keys=True, normalise=False).double()
+    with torch.no_grad():
+        memory.keys_map.weight.copy_(torch.eye(2))
+        memory.gate_map.weight.copy_(torch.tensor([[6.0, 0.0]]))  # w_g·x = 6 x_1
+        memory.leak_map.weight.zero_()
+        memory.leak_logit.fill_(math.log(2) / 10)  # θ_λ = log 2: λ = 1/2
+        x = torch.tensor([[[2.0, 0.0], [0.5, 1.0], [1000 / 6, -1.0]]], dtype=f64)  # gate logits 12, 3, 1000
+        keys, _, _ = memory.features(x, path=path)
+    gates = [math.exp(10), math.exp(3), math.exp(10)]
+    expected, state = [], torch.zeros(2, dtype=f64)
+    for t in range(3):
+        state = gates[t] * x[0, t] + state / 2
+        expected.append(state)
+    torch.testing.assert_close(keys[0, 0], torch.stack(expected), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("path", ["fast", "reference"])
+def test_the_memory_follows_the_dtype_of_bfloat16_autocast(path):
+    """Under bfloat16 autocast (what `train.amp` turns on, on CUDA; here on the CPU) the maps compute in
+    bfloat16 and the memory's own scalars (λ, γ, α) are cast to that dtype: keys, values and outputs are
+    bfloat16 over more than one 64-step chunk of the scan and continued from a cache, and agree with the
+    float32 memory within bfloat16 rounding."""
+    from sandbox.layers import Capture
+
+    torch.manual_seed(0)
+    memory = ContextualMemory(8, 2)
+    x = torch.randn(2, 70, 8, generator=torch.Generator().manual_seed(1))
+    memory.capture = Capture()
+    memory.capture.requested = {"keys", "values", "outputs"}
+    with torch.no_grad():
+        full = memory(x, path=path)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            keys, values, _ = memory.features(x, path=path)
+            out = memory(x, path=path)
+            cache = {}
+            parts = [memory(x[:, :40], path=path, cache=cache), memory(x[:, 40:], path=path, cache=cache)]
+    assert keys.dtype == values.dtype == out.dtype == torch.bfloat16
+    assert all(memory.capture.store[name].dtype == torch.bfloat16 for name in ("keys", "values", "outputs"))
+    for y in (out, torch.cat(parts, 1)):
+        assert y.dtype == torch.bfloat16
+        torch.testing.assert_close(y.float(), full, rtol=0, atol=3e-2)
