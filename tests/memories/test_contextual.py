@@ -232,6 +232,7 @@ def test_bad_construction_names_the_parameter_and_range(kwargs, match):
     # The ends of each range are accepted.
     ContextualMemory(8, 2, width=1, window=2, lag=(1, 1))
     ContextualMemory(4, 4)
+    ContextualMemory(1, 1)  # d = 1
 
 
 @torch.no_grad()
@@ -632,3 +633,44 @@ def test_the_memory_follows_the_dtype_of_bfloat16_autocast(path):
     for y in (out, torch.cat(parts, 1)):
         assert y.dtype == torch.bfloat16
         torch.testing.assert_close(y.float(), full, rtol=0, atol=3e-2)
+
+
+@pytest.mark.parametrize("path", ["fast", "reference"])
+def test_forward_runs_the_fused_strict_past_only_on_a_fresh_plain_sequence(path):
+    """A fresh forward of a memory without window or lag is the strict past of `causal` (on the fast path
+    the kernel's fused `causal`, on the reference its weights written out); with a window or a lag, or
+    continuing a cache, the queries retrieve under the visibility mask, except one plain step, which sees
+    all its past and needs none. Spies record the memory's and the kernel's calls, in order."""
+    def spy(memory):
+        calls = _record_kernel_calls(memory)
+        causal, retrieve = memory.causal, memory.retrieve
+        def recorded_causal(*args, **kwargs):
+            calls.append("memory.causal")
+            return causal(*args, **kwargs)
+        def recorded_retrieve(*args, **kwargs):
+            calls.append("memory.retrieve" + (" unmasked" if kwargs.get("mask") is None else " masked"))
+            return retrieve(*args, **kwargs)
+        memory.causal, memory.retrieve = recorded_causal, recorded_retrieve
+        return calls
+
+    kernel_call = "causal" if path == "fast" else "weights"
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 8)
+    plain = ContextualMemory(8, 2).eval()
+    calls = spy(plain)
+    with torch.no_grad():
+        plain(x, path=path)
+        assert calls[0] == "memory.causal" and kernel_call in calls, calls
+        cache = {}
+        plain(x[:, :3], path=path, cache=cache)
+        calls.clear()
+        plain(x[:, 3:4], path=path, cache=cache)  # one step: its whole past, no mask
+        assert calls[0] == "memory.retrieve unmasked", calls
+        calls.clear()
+        plain(x[:, 4:], path=path, cache=cache)  # two steps
+        assert calls == ["memory.retrieve masked", "retrieve" if path == "fast" else "weights"], calls
+        for options in (dict(window=3), dict(lag=(2, 2))):
+            cut = ContextualMemory(8, 2, **options).eval()
+            calls = spy(cut)
+            cut(x, path=path)
+            assert calls[0] == "memory.retrieve masked", (options, calls)
