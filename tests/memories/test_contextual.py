@@ -346,7 +346,7 @@ def test_contextual_memory_by_hand(case):
             # The cache holds the keys and the finished values of every position but the last.
             torch.testing.assert_close(cache["keys"], keys, rtol=0, atol=1e-12)
             torch.testing.assert_close(cache["values"], values[..., :-1, :], rtol=0, atol=1e-12)
-            for cut in (1, 5):
+            for cut in (1, 5, 6):  # the rest: 7, 3 and 2 positions
                 cache = {}
                 parts = [memory(x[:, :cut], path=path, cache=cache), memory(x[:, cut:], path=path, cache=cache)]
                 torch.testing.assert_close(torch.cat(parts, 1), expected, rtol=0, atol=1e-12, msg=f"{path} {cut}")
@@ -590,7 +590,7 @@ def test_features_average_the_keys_the_way_their_path_says(gated, monkeypatch):
 
 @pytest.mark.parametrize("path", ["fast", "reference"])
 def test_key_gates_are_capped_at_e_to_the_ten(path):
-    """g_t = e^{min(w_g·x_t, 10)}: a gate logit of 12 or 1000 gives e^10 (finite in any precision), one
+    """g_t = e^{min(w_g·x_t, 10)} (w_g has no bias): a gate logit of 12 or 1000 gives e^10 (finite in any precision), one
     of 3 gives e^3. Raw keys (no normalisation), W_φ = I, w_λ = 0 and λ = 1/2: k̄_t = g_t x_t + k̄_{t-1}/2."""
     memory = ContextualMemory(2, 1, gated_keys=True, normalise=False).double()
     with torch.no_grad():
@@ -674,3 +674,16 @@ def test_forward_runs_the_fused_strict_past_only_on_a_fresh_plain_sequence(path)
             calls = spy(cut)
             cut(x, path=path)
             assert calls[0] == "memory.retrieve masked", (options, calls)
+
+
+def test_complex_maps_reach_the_three_maps():
+    """complex_maps=True makes W_φ, W_ψ and W_o complex maps: each weight is made of 2×2 blocks
+    [[a, -b], [b, a]] (a plain map drawn at random is not)."""
+    torch.manual_seed(0)
+    memory = ContextualMemory(8, 2, complex_maps=True)
+    for name in ("keys_map", "values_map", "out_map"):
+        w = getattr(memory, name).weight.detach()  # (out, in)
+        assert w.shape == (8, 8), name
+        torch.testing.assert_close(w[0::2, 0::2], w[1::2, 1::2], rtol=0, atol=0, msg=name)
+        torch.testing.assert_close(w[0::2, 1::2], -w[1::2, 0::2], rtol=0, atol=0, msg=name)
+        assert w[0::2, 1::2].abs().min() > 0, name  # b ≠ 0: a genuine rotation part
