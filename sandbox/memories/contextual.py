@@ -114,7 +114,10 @@ def gated_average_reference(x: torch.Tensor, log_leak: torch.Tensor,
     lag = c[..., :, None] - c[..., None, :]  # (..., U, T, T), <= 0 on and below the diagonal
     causal = torch.ones(x.shape[-2], x.shape[-2], dtype=torch.bool, device=x.device).tril()
     out = torch.where(causal, torch.exp(lag.clamp(max=0)), 0.0) @ x
-    return out if initial is None else out + torch.exp(c)[..., None] * initial[..., None, :]
+    if initial is None:
+        return out
+    # The carried state may be float32 where the matmul ran in an autocast dtype: keep the matmul's.
+    return (out + torch.exp(c)[..., None] * initial[..., None, :]).to(out.dtype)
 
 
 def gated_average(x: torch.Tensor, log_leak: torch.Tensor, chunk: int = 64,

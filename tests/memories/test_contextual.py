@@ -608,16 +608,18 @@ def test_key_gates_are_capped_at_e_to_the_ten(path):
     torch.testing.assert_close(keys[0, 0], torch.stack(expected), rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("gated_keys", [False, True])
 @pytest.mark.parametrize("path", ["fast", "reference"])
-def test_the_memory_follows_the_dtype_of_bfloat16_autocast(path):
+def test_the_memory_follows_the_dtype_of_bfloat16_autocast(path, gated_keys):
     """Under bfloat16 autocast (what `train.amp` turns on, on CUDA; here on the CPU) the maps compute in
     bfloat16 and the memory's own scalars (λ, γ, α) are cast to that dtype: keys, values and outputs are
     bfloat16 over more than one 64-step chunk of the scan and continued from a cache, and agree with the
-    float32 memory within bfloat16 rounding."""
+    float32 memory within bfloat16 rounding. Gated keys too: the state a chunk carries into the next is
+    float32 there, and the keys must stay in the autocast dtype across it."""
     from sandbox.layers import Capture
 
     torch.manual_seed(0)
-    memory = ContextualMemory(8, 2)
+    memory = ContextualMemory(8, 2, gated_keys=gated_keys)
     x = torch.randn(2, 70, 8, generator=torch.Generator().manual_seed(1))
     memory.capture = Capture()
     memory.capture.requested = {"keys", "values", "outputs"}
