@@ -6,9 +6,10 @@ text (the sonnets and poems) against the validation loss.
 The published experiment (Memory Mosaics, ICLR 2025: BabiStories, 12 layers, d=768, T=512) is scaled
 to a CPU: d=128, depth 1/2/4, T=256. The paper preset is the official nanoMosaics character-level
 Shakespeare setting.
-Learning rates come from a separate tuning run (`python -m figures.language_modelling --tune quick`),
-whose grid and choice are saved in `figures/tuning/`; the main job never tunes. `--sanity` trains the
-nanoGPT CPU recipe (4 layers, d=128, T=64, batch 12, 2000 steps) for the known reference point.
+Learning rates come from a separate tuning run, one per model and depth (`python -m figures.tune
+language-modelling --preset quick`), whose grid and choice are saved in `figures/tuned/`; the main job
+never tunes. `python -m figures.language_modelling --sanity` trains the nanoGPT CPU recipe (4 layers,
+d=128, T=64, batch 12, 2000 steps) for the known reference point.
 With several seeds (`--seeds`), every model is trained once per seed; the panels show the mean with ± one
 standard deviation (error bars against depth, bands per position) and the gallery rows mean ± sd.
 """
@@ -20,13 +21,13 @@ import itertools
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from figures.tune import model_lr, with_tuned
 from sandbox.analysis.positions import band_means, position_losses
 from sandbox.analysis.seeds import by_seed, mean_spread
 from sandbox.config import RunConfig, TrainConfig
@@ -35,13 +36,12 @@ from sandbox.models import GPTConfig, MosaicConfig, num_parameters
 from sandbox.train import train
 from tasks.text import TextConfig
 
-TUNING = Path(__file__).resolve().parent / "tuning"
-PRESETS = {
+PRESETS = with_tuned("language-modelling", {
     "tiny": dict(d=32, units=2, depths=[1, 2], seq_len=32, batch_size=4, steps=16, warmup=2,
                  lr={"mosaic": 3e-3, "gpt": 3e-3}, dropout=0.0, eval_batches=2, eval_batch_size=8,
                  bands=[4, 16, 32], sample_tokens=60, seeds=[0]),
-    # A 2-core CPU in about 5 minutes. lr: chosen by `--tune quick` from 1e-3, 3e-3, 1e-2 at depth 1
-    # (figures/tuning/language_modelling_quick.json; validation loss mosaic 2.39/2.27/2.20, GPT 2.79/2.70/2.70).
+    # A 2-core CPU in about 5 minutes. Learning rates: tuned for each model and depth (figures/tuned/),
+    # `lr` is the fallback of an untuned preset.
     "quick": dict(d=128, units=4, depths=[1, 2, 4], seq_len=256, batch_size=8, steps=250, warmup=25,
                   lr={"mosaic": 1e-2, "gpt": 1e-2}, dropout=0.0, eval_batches=12, eval_batch_size=16,
                   bands=[8, 32, 128, 256], sample_tokens=500, seeds=[0]),
@@ -50,9 +50,9 @@ PRESETS = {
     "paper": dict(d=384, units=6, depths=[1, 2, 4, 6], seq_len=256, batch_size=64, steps=5000, warmup=100,
                   lr={"mosaic": 1e-3, "gpt": 1e-3}, dropout=0.2, eval_batches=50, eval_batch_size=64,
                   bands=[8, 32, 128, 256], sample_tokens=500, seeds=[0]),
-}
+})
 MODELS = ("mosaic", "gpt")
-TUNING_GRID = (1e-3, 3e-3, 1e-2)
+TUNING = {"grid": [3e-4, 1e-3, 3e-3, 1e-2, 3e-2], "metric": "loss", "higher_is_better": False}
 SAMPLE = dict(prompt="ROMEO:", temperature=0.8, top_k=20, seed=0)
 # nanoGPT's CPU recipe for tiny Shakespeare: val loss about 1.88 nats per character after 2000 steps.
 NANOGPT_CPU = dict(d=128, units=4, depth=4, seq_len=64, batch_size=12, steps=2000, warmup=100, lr=1e-3,
@@ -63,6 +63,22 @@ LOSS_NAMES = {"train_loss": "training", "val_loss": "validation", "ood_loss": "o
 
 def layers(depth: int) -> str:
     return f"{depth} layer" + ("s" if depth > 1 else "")
+
+
+def tuning_key(name: str, depth: int) -> str:
+    """The name under which model `name` at `depth` layers is tuned: each depth gets its own rate."""
+    return f"{name}_{layers(depth).replace(' ', '_')}"
+
+
+def tuning_runs(preset: dict) -> dict:
+    """For `python -m figures.tune`: each (model, depth)'s run as a function of its learning rate (first seed)."""
+    return {tuning_key(name, depth): (lambda lr, name=name, depth=depth: run_config(name, preset, depth, lr, Path(".")))
+            for depth in preset["depths"] for name in MODELS}
+
+
+def learning_rate(preset: dict, name: str, depth: int) -> float:
+    """The tuned rate of `name` at `depth`, or the preset's `lr` where it was not tuned."""
+    return model_lr(preset, tuning_key(name, depth), preset["lr"][name])
 
 
 def model_config(name: str, preset: dict, depth: int):
@@ -112,11 +128,12 @@ def compute(preset: dict, out: Path, progress: bool | None = None) -> dict:
     seeds = preset.get("seeds", [0])
     for depth, name, seed in itertools.product(preset["depths"], MODELS, seeds):
         start = time.perf_counter()
-        result = train(run_config(name, preset, depth, preset["lr"][name], out, seed=seed), progress=progress)
+        lr = learning_rate(preset, name, depth)
+        result = train(run_config(name, preset, depth, lr, out, seed=seed), progress=progress)
         train_seconds = time.perf_counter() - start
         scores = evaluate_run(result, preset)
         curve = [(h["step"], h["loss"]) for h in result.history if h["split"] == "val"]
-        runs.append({"model": name, "depth": depth, "seed": seed, "lr": preset["lr"][name],
+        runs.append({"model": name, "depth": depth, "seed": seed, "lr": lr,
                      "parameters": num_parameters(result.model, embeddings=False), **scores,
                      "val_curve": curve, "train_seconds": train_seconds,
                      "wall_seconds": time.perf_counter() - start})
@@ -217,6 +234,9 @@ def summary(results: dict) -> list[tuple[str, str, str]]:
     rows.append(("non-embedding parameters per depth, mosaic / GPT",
                  ", ".join(f"{groups['mosaic', d][0]['parameters']:,} / {groups['gpt', d][0]['parameters']:,}"
                            for d in depths), "—", "equal"))
+    rows.append(("learning rate per depth, mosaic / GPT",
+                 ", ".join(f"{groups['mosaic', d][0]['lr']:g} / {groups['gpt', d][0]['lr']:g}" for d in depths), "—",
+                 "each tuned on validation loss"))
     return rows
 
 
@@ -229,31 +249,6 @@ def details(results: dict) -> str:
     for name, text in results["samples"].items():
         lines += [f"**{name}**", "", "```text", text.rstrip("\n"), "```", ""]
     return "\n".join(lines)
-
-
-def tune(preset_name: str, out: Path, grid=TUNING_GRID, depth: int | None = None, progress: bool | None = None) -> dict:
-    """The learning-rate grid for each model at one depth (the preset's shallowest by default), chosen by
-    validation loss; the choice is written to `out`/language_modelling_{preset}.json, for the preset."""
-    preset = PRESETS[preset_name]
-    depth = depth or min(preset["depths"])
-    trials = {name: {} for name in MODELS}
-    runs = tempfile.TemporaryDirectory()  # the trial runs themselves are not kept
-    for name in MODELS:
-        for lr in grid:
-            try:
-                config = run_config(name, preset, depth, lr, Path(runs.name), label=f"{name}-lr{lr:g}")
-                result = train(config, progress=progress)
-                trials[name][f"{lr:g}"] = float(position_losses(result.model, result.task, "val", preset["eval_batches"],
-                                                                preset["eval_batch_size"]).mean())
-            except FloatingPointError:
-                trials[name][f"{lr:g}"] = None  # diverged
-            print(f"  {name} lr {lr:g}: validation loss {trials[name][f'{lr:g}']}")
-    runs.cleanup()
-    chosen = {name: float(min((v, k) for k, v in t.items() if v is not None)[1]) for name, t in trials.items()}
-    record = {"preset": preset_name, "depth": depth, "grid": list(grid), "validation_loss": trials, "chosen": chosen,
-              "steps": preset["steps"], "load_average": os.getloadavg()}
-    write_json(Path(out) / f"language_modelling_{preset_name}.json", record)
-    return record
 
 
 def sanity(out: Path, recipe: dict = NANOGPT_CPU, models=("gpt", "mosaic"), progress: bool | None = None) -> dict:
@@ -280,18 +275,14 @@ def sanity(out: Path, recipe: dict = NANOGPT_CPU, models=("gpt", "mosaic"), prog
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Learning-rate tuning and the nanoGPT CPU sanity point.")
-    parser.add_argument("--tune", choices=sorted(PRESETS), help="run the learning-rate grid for this preset")
+    parser = argparse.ArgumentParser(description="The nanoGPT CPU sanity point (learning rates are tuned by "
+                                                 "`python -m figures.tune language-modelling`).")
     parser.add_argument("--sanity", action="store_true", help="train the nanoGPT CPU recipe on our corpus")
-    parser.add_argument("--out", default=None, help="where results go (default: figures/tuning, or "
-                                                    "figures/out/language-modelling-sanity)")
+    parser.add_argument("--out", default="figures/out/language-modelling-sanity", help="where results go")
     args = parser.parse_args(argv)
-    if args.tune:
-        tune(args.tune, Path(args.out or TUNING))
-    if args.sanity:
-        sanity(Path(args.out or "figures/out/language-modelling-sanity"))
-    if not (args.tune or args.sanity):
-        parser.error("give --tune PRESET and/or --sanity")
+    if not args.sanity:
+        parser.error("give --sanity")
+    sanity(Path(args.out))
     return 0
 
 

@@ -1,5 +1,5 @@
 """The language-modelling figure: the tiny preset writes finite losses for both models at every depth,
-at equal parameter count, with samples; plots redraw; the tuning run and the sanity recipe run."""
+at equal parameter count, with samples; plots redraw; each model is tuned at each depth; the sanity recipe runs."""
 
 import json
 import statistics
@@ -56,7 +56,9 @@ def test_samples_continue_the_prompt(results):
 def test_gallery_rows_and_samples(results):
     rows = lm.summary(results)
     depths = lm.PRESETS["tiny"]["depths"]
-    assert len(rows) == 2 * len(depths) + len(lm.PRESETS["tiny"]["bands"]) + 1
+    assert len(rows) == 2 * len(depths) + len(lm.PRESETS["tiny"]["bands"]) + 2
+    assert rows[-1][:2] == ("learning rate per depth, mosaic / GPT",
+                            ", ".join(f"{lm.PRESETS['tiny']['lr']['mosaic']:g} / {lm.PRESETS['tiny']['lr']['gpt']:g}" for _ in depths))
     text = lm.details(results)
     assert all(f"**{name}**" in text and sample.rstrip("\n") in text for name, sample in results["samples"].items())
 
@@ -103,20 +105,24 @@ def test_two_seeds_save_each_seeds_numbers_and_the_summary_is_their_mean_and_sd(
     assert rows["1 layer: out-of-distribution loss (minus validation), mosaic vs GPT"] == f"{ood['mosaic']} vs {ood['gpt']}"
 
 
-def test_tuning_picks_the_lowest_validation_loss_and_saves_the_grid(tmp_path, monkeypatch):
-    monkeypatch.setitem(lm.PRESETS, "tiny", {**lm.PRESETS["tiny"], "steps": 4})
-    record = lm.tune("tiny", tmp_path, grid=(1e-4, 3e-3), progress=False)
-    saved = json.loads((tmp_path / "language_modelling_tiny.json").read_text())
-    assert saved["chosen"] == record["chosen"] and saved["grid"] == [1e-4, 3e-3]
-    for name, losses in saved["validation_loss"].items():
-        assert saved["chosen"][name] == float(min(losses, key=losses.get))
-    assert not (tmp_path / "runs").exists()  # trial runs are not kept
+def test_each_model_is_tuned_at_each_depth_and_trains_with_its_own_rate(results, monkeypatch):
+    tiny = lm.PRESETS["tiny"]
+    runs = lm.tuning_runs(tiny)
+    assert set(runs) == {"mosaic_1_layer", "gpt_1_layer", "mosaic_2_layers", "gpt_2_layers"}
+    for name, depth in [("mosaic", 1), ("gpt", 2)]:
+        config = runs[lm.tuning_key(name, depth)](7e-3)
+        assert config.train.lr == 7e-3 and config.model.layers == depth
+        assert config.model == lm.model_config(name, tiny, depth)
+    # The untuned tiny preset trains every run at its fallback lr, which the results record.
+    assert all(run["lr"] == tiny["lr"][run["model"]] for run in results["runs"])
+    tuned = {**tiny, "lr_by_model": {"gpt_2_layers": 1e-4}}
+    assert lm.learning_rate(tuned, "gpt", 2) == 1e-4 and lm.learning_rate(tuned, "gpt", 1) == tiny["lr"]["gpt"]
 
 
-def test_quick_preset_uses_the_tuning_runs_choice():
-    saved = json.loads((lm.TUNING / "language_modelling_quick.json").read_text())
-    assert lm.PRESETS["quick"]["lr"] == saved["chosen"]
-    assert saved["steps"] == lm.PRESETS["quick"]["steps"] and len(saved["grid"]) >= 3
+def test_the_quick_preset_reads_a_tuned_rate_for_every_model_and_depth():
+    quick = lm.PRESETS["quick"]
+    assert set(quick["lr_by_model"]) == set(lm.tuning_runs(quick)) and len(quick["lr_grid"]) >= 3
+    assert all(lm.learning_rate(quick, name, depth) in quick["lr_grid"] for name in lm.MODELS for depth in quick["depths"])
 
 
 def test_sanity_recipe_runs_and_records_the_reference(tmp_path):
