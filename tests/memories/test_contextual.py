@@ -11,6 +11,7 @@ from sandbox.memories import Kernel
 from sandbox.memories.contextual import ContextualMemory, leaky_average, leaky_average_reference, scaled, unit
 from sandbox.memories.kernel_regression import strict_past_mask
 from sandbox.registry import _KERNELS, get_kernel, list_kernels, register_kernel
+from spies import record_calls
 
 f64 = torch.float64
 
@@ -465,13 +466,7 @@ def test_the_reference_averages_build_their_tensors_on_the_inputs_device():
 
 def _record_kernel_calls(memory: ContextualMemory) -> list[str]:
     """Wrap the memory's kernel methods so that each call appends its name to the returned list."""
-    calls = []
-    for name in ("retrieve", "retrieve_varying", "causal", "causal_varying", "weights"):
-        def recorded(*args, _name=name, _method=getattr(memory.kernel, name), **kwargs):
-            calls.append(_name)
-            return _method(*args, **kwargs)
-        setattr(memory.kernel, name, recorded)
-    return calls
+    return record_calls(memory.kernel, ("retrieve", "retrieve_varying", "causal", "causal_varying", "weights"))
 
 
 def _attention_by_hand(queries, keys, values, beta, mask):
@@ -566,12 +561,8 @@ def test_features_average_the_keys_the_way_their_path_says(gated, monkeypatch):
     default to the fast path. A spy records which average is called first; both give the same keys."""
     from sandbox.memories import contextual
 
-    calls = []
-    for name in ("leaky_average", "leaky_average_reference", "gated_average", "gated_average_reference"):
-        def recorded(*args, _name=name, _average=getattr(contextual, name), **kwargs):
-            calls.append(_name)
-            return _average(*args, **kwargs)
-        monkeypatch.setattr(contextual, name, recorded)
+    calls = record_calls(contextual, ("leaky_average", "leaky_average_reference", "gated_average",
+                                      "gated_average_reference"), monkeypatch.setattr)
     torch.manual_seed(0)
     memory = ContextualMemory(4, 2, gated_keys=gated).double()
     fast, reference = ("gated_average", "gated_average_reference") if gated else ("leaky_average", "leaky_average_reference")

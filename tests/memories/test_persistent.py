@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sandbox.memories.persistent import PersistentMemory, SwiGLUMemory
+from spies import record_calls
 
 f64 = torch.float64
 
@@ -207,16 +208,7 @@ def test_each_path_averages_the_keys_its_own_way(monkeypatch):
     from sandbox.memories import persistent
     from sandbox.memories.contextual import leaky_average, leaky_average_reference
 
-    calls = []
-
-    def spy(name, function):
-        def recorded(*args, **kwargs):
-            calls.append(name)
-            return function(*args, **kwargs)
-        return recorded
-
-    for name, function in (("leaky_average", leaky_average), ("leaky_average_reference", leaky_average_reference)):
-        monkeypatch.setattr(persistent, name, spy(name, function))
+    calls = record_calls(persistent, ("leaky_average", "leaky_average_reference"), monkeypatch.setattr)
     torch.manual_seed(0)
     memory = PersistentMemory(8, 2, 3).double()
     x = torch.randn(2, 70, 8, dtype=f64)
@@ -244,8 +236,7 @@ def test_each_path_retrieves_its_own_way():
     memory.capture.requested = {"keys"}
     with torch.no_grad():
         raw = memory.keys_map(x).unflatten(-1, (2, 4)).transpose(-3, -2)  # (B, U, T, h)
-        retrieve, calls = memory.kernel.retrieve, []
-        memory.kernel.retrieve = lambda *a, **k: (calls.append("retrieve"), retrieve(*a, **k))[1]
+        calls = record_calls(memory.kernel, ("retrieve",))
         outputs = {}
         for path in ("fast", "reference"):
             calls.clear()
