@@ -1,6 +1,6 @@
 """Set up `.venv` and run the main job or the tests: the two commands of the README.
 
-    python3.11 bootstrap.py main            # set up, then reproduce the figures (quick preset, 23.1 min measured on 2 cores)
+    python3.11 bootstrap.py main            # set up, then reproduce the figures (quick preset, 15.8 min measured on 2 cores)
     python3.11 bootstrap.py test            # set up, then run the test suite (what CI runs)
     python3.11 bootstrap.py test --slow     # ... including the tests marked slow
     python3.11 bootstrap.py test -- -k kernel   # anything after -- goes to pytest

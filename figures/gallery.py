@@ -1,6 +1,6 @@
 """Write the gallery page `figures/README.md` from saved figure results.
 
-    sandbox figures all --preset quick --out figures/out    # compute and draw (23.1 minutes measured on 2 cores)
+    sandbox figures all --preset quick --out figures/out    # compute and draw (15.8 minutes measured on 2 cores)
     python -m figures.gallery --results figures/out          # copy the PNGs to figures/gallery/, rewrite the page
     python -m figures.gallery --results figures/out figures/out-paper   # several runs, e.g. quick and paper
 
